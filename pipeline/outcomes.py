@@ -1,0 +1,42 @@
+"""The closed set of row outcomes and the error and result records every row ends with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What finally happened to one input row; exactly one per row."""
+
+    ONBOARDED = "onboarded"
+    ALREADY_EXISTS = "already_exists"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    NOT_SUBSCRIBED = "not_subscribed"
+    FAILED = "failed"
+
+    @property
+    def is_done(self) -> bool:
+        """True when the customer is on the platform and a rerun must never send it again."""
+        return self in (Outcome.ONBOARDED, Outcome.ALREADY_EXISTS)
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with a row: a stable machine code, the column, and a clerk-readable message."""
+
+    code: str
+    field: str
+    message: str
+
+
+@dataclass(slots=True)
+class RowResult:
+    """The final word on one row, as the report shows it."""
+
+    row_number: int
+    outcome: Outcome
+    ecrn: str = ""
+    errors: list[RowError] = field(default_factory=list)
+    attempts: int = 0

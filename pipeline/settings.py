@@ -1,0 +1,75 @@
+"""Typed settings read once at the edge from ``ONBOARD_*`` environment variables and ``.env``.
+
+Nested partner settings use a double underscore: ``ONBOARD_PARTNER__BASE_URL``. Secrets are
+``SecretStr`` so that a settings object can be logged or printed without leaking them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+class PartnerSettings(BaseModel):
+    """How to reach and authenticate with DRAP. Paths are settings because the public
+    contract marks some of them as assumed."""
+
+    base_url: str = "http://127.0.0.1:8900"
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    scope: str = ""
+    token_path: str = "/auth/realms/cdp/protocol/openid-connect/token"  # noqa: S105
+    lookup_path: str = "/caas/api/v2/customer/validate"
+    onboard_path: str = "/caas-lcm/api/v1/CAAS/onBoarding/customer"
+    status_path: str = "/caas/api/v2/customer/{ecrn}"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    write_timeout: float = 30.0
+    pool_timeout: float = 30.0
+    verify_tls: bool = True
+    max_connections: int = 100
+    # Refresh this long before expiry, or this fraction of the lifetime for short tokens,
+    # whichever is smaller, so no request carries a token that dies in flight.
+    refresh_skew_seconds: float = 60.0
+    refresh_skew_fraction: float = 0.2
+
+    def missing(self) -> list[str]:
+        """Names of the settings a real (non-sandbox) run cannot do without."""
+        required = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.get_secret_value(),
+            "username": self.username,
+            "password": self.password.get_secret_value(),
+        }
+        return [f"ONBOARD_PARTNER__{name.upper()}" for name, value in required.items() if not value]
+
+
+class ValidationSettings(BaseModel):
+    """Knobs of the local rules."""
+
+    master_data_dir: Path = SAMPLE_DATA / "master_data"
+    min_age_years: int = 18
+    day_first_dates: bool = False
+    max_document_bytes: int = 5 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """All settings of one run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ONBOARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    partner: PartnerSettings = Field(default_factory=PartnerSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    redis_url: str | None = None
+    log_level: str = "INFO"

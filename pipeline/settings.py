@@ -6,6 +6,7 @@ Nested partner settings use a double underscore: ``ONBOARD_PARTNER__BASE_URL``. 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
@@ -59,6 +60,47 @@ class ValidationSettings(BaseModel):
     max_document_bytes: int = 5 * 1024 * 1024
 
 
+def _default_state_dir() -> Path:
+    """Per-user state directory (XDG) for the embedded Redis's data."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "drap-onboard"
+
+
+class PipelineSettings(BaseModel):
+    """Knobs of the queue, the per-customer flow, the rate limit and the Redis state.
+
+    Nested as ``ONBOARD_PIPELINE__<NAME>``.
+    """
+
+    # Every Redis key the pipeline writes expires after this long (batches, rows, ledger).
+    state_ttl_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    key_prefix: str = "onboard"
+    queue: str = "onboard"
+    rows_per_message: int = Field(default=100, gt=0)
+    # Rows of one chunk processed concurrently inside one task.
+    worker_concurrency: int = Field(default=100, gt=0)
+    # Global partner request rate shared by every worker on every machine (requests/s).
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=1, ge=1)
+    # Partner requests in flight at once, per worker process.
+    max_in_flight: int = Field(default=100, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    # A create claim held by a dead worker frees itself after this long.
+    claim_ttl_seconds: int = Field(default=120, gt=0)
+    # Redis redelivers an unacknowledged message after this long; every time limit and
+    # retry countdown stays far below it so a slow task is never run twice at once.
+    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    task_soft_time_limit_seconds: int = Field(default=600, gt=0)
+    task_time_limit_seconds: int = Field(default=660, gt=0)
+    # Deliveries of one chunk before it counts as poison and its rows become failed.
+    max_deliveries: int = Field(default=3, ge=1)
+    # Embedded Redis (used when ONBOARD_REDIS_URL is unset).
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    embedded_persist: bool = True
+
+
 class Settings(BaseSettings):
     """All settings of one run."""
 
@@ -71,5 +113,6 @@ class Settings(BaseSettings):
 
     partner: PartnerSettings = Field(default_factory=PartnerSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     redis_url: str | None = None
     log_level: str = "INFO"

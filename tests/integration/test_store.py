@@ -1,0 +1,258 @@
+"""The Redis store against a real Redis: first outcome wins, counters, ledger, claims, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio
+
+from pipeline.outcomes import Outcome, RowError, RowResult
+from workers.store import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
+
+TTL = 3600
+EID = ("4", "784198090000005")
+
+
+@pytest.fixture()
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A redis-py client on the flushed test database."""
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def store(client: redis.Redis) -> BatchStore:
+    """A store with a short TTL and a test prefix."""
+    return BatchStore(client, ttl_seconds=TTL, prefix="t")
+
+
+def _result(row: int, outcome: Outcome, ecrn: str = "", attempts: int = 1) -> RowResult:
+    return RowResult(row_number=row, outcome=outcome, ecrn=ecrn, attempts=attempts)
+
+
+def test_batch_meta_round_trips_and_recent_batches_are_newest_first(store: BatchStore) -> None:
+    """Meta fields survive the round trip; the recent list shows the newest batch first."""
+    store.create_batch(BatchMeta("b1", file_name="a.csv", sha256="ab", master_data_version="v1"))
+    store.create_batch(BatchMeta("b2", file_name="b.csv", parent_batch_id="b1"))
+    store.update_meta("b2", started_at="2026-01-01T00:00:00+00:00")
+    store.set_enqueued("b2", 250)
+
+    meta = store.get_meta("b2")
+    assert meta is not None
+    assert (meta.file_name, meta.parent_batch_id, meta.rows_enqueued) == ("b.csv", "b1", 250)
+    assert meta.started_at.startswith("2026-01-01")
+    assert meta.created_at
+    assert store.enqueued("b2") == 250
+    assert store.enqueued("b1") == 0
+    assert store.get_meta("nope") is None
+    assert store.recent_batches() == ["b2", "b1"]
+
+
+def test_first_final_outcome_wins_and_counts_once(store: BatchStore) -> None:
+    """A second outcome for a recorded row is refused and no counter moves for it."""
+    store.create_batch(BatchMeta("b"))
+    assert store.record_outcome("b", _result(2, Outcome.ONBOARDED, "1000000000000001"))
+    assert not store.record_outcome("b", _result(2, Outcome.FAILED))
+    flags = store.record_outcomes(
+        "b", [_result(2, Outcome.REJECTED), _result(3, Outcome.ALREADY_EXISTS, "9")]
+    )
+    assert flags == [False, True]
+
+    rows = store.get_rows("b", [2, 3, 4])
+    assert rows[0] == RowRecord(2, Outcome.ONBOARDED, ecrn="1000000000000001", attempts=1)
+    assert rows[1] is not None and rows[1].outcome is Outcome.ALREADY_EXISTS
+    assert rows[2] is None
+    counts = store.counts("b")
+    assert counts[Outcome.ONBOARDED] == 1
+    assert counts[Outcome.ALREADY_EXISTS] == 1
+    assert counts[Outcome.FAILED] == counts[Outcome.REJECTED] == 0
+    assert store.done_count("b") == 2
+
+
+def test_concurrent_redeliveries_record_each_row_once(store: BatchStore) -> None:
+    """Eight threads racing to record the same 500 rows leave exactly 500 outcomes."""
+    store.create_batch(BatchMeta("b"))
+    outcomes = list(Outcome)
+    won: list[int] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        results = [_result(n, outcomes[(n + seed) % len(outcomes)]) for n in range(500)]
+        flags = store.record_outcomes("b", results)
+        with lock:
+            won.append(sum(flags))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sum(won) == 500
+    assert store.done_count("b") == 500
+    assert sum(store.counts("b").values()) == 500
+    assert len(list(store.iter_rows("b"))) == 500
+
+
+def test_completion_comes_from_counters_and_stamps_finished_once(store: BatchStore) -> None:
+    """Not complete before the total is known; finished_at is set when done reaches it."""
+    store.create_batch(BatchMeta("b"))
+    store.record_outcomes("b", [_result(n, Outcome.INVALID) for n in (2, 3)])
+    assert not store.is_complete("b")
+    store.set_total("b", 3)
+    assert not store.is_complete("b")
+    meta = store.get_meta("b")
+    assert meta is not None and meta.finished_at == ""
+
+    store.record_outcome("b", _result(4, Outcome.ONBOARDED))
+    assert store.is_complete("b")
+    finished = store.get_meta("b")
+    assert finished is not None and finished.finished_at and finished.total_rows == 3
+
+
+def test_total_set_after_all_rows_done_completes_the_batch(store: BatchStore) -> None:
+    """A batch whose rows all finished before the total was known completes on set_total."""
+    store.create_batch(BatchMeta("b"))
+    store.record_outcomes("b", [_result(n, Outcome.INVALID) for n in (2, 3)])
+    store.set_total("b", 2)
+    meta = store.get_meta("b")
+    assert store.is_complete("b") and meta is not None and meta.finished_at
+
+
+def test_several_errors_are_joined_in_the_record(store: BatchStore) -> None:
+    """An invalid row with two errors keeps both codes, fields and messages."""
+    result = RowResult(
+        row_number=7, outcome=Outcome.INVALID,
+        errors=[RowError("required", "first_name", "missing"),
+                RowError("bad_format", "email_id", "not an e-mail")],
+    )
+    store.record_outcome("b", result)
+    (rec,) = store.get_rows("b", [7])
+    assert rec is not None
+    assert rec.error_code == "required; bad_format"
+    assert rec.error_field == "first_name; email_id"
+    assert rec.error_message == "missing; not an e-mail"
+
+
+def test_ledger_is_shared_and_keys_hold_no_id_number(
+    store: BatchStore, client: redis.Redis
+) -> None:
+    """A ledger entry written for one batch is read back for any other; no key names the ID."""
+    assert store.ledger_get(*EID) is None
+    store.ledger_put(*EID, LedgerEntry(Outcome.ONBOARDED, "1000000000000005", "b1"))
+    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "1000000000000005", "b1")
+    assert store.ledger_get("4", "784198190000012") is None
+    store.claim(*EID, "w1", 60)
+    store.mark_create_sent(*EID, "b1")
+    names = [k.decode() for k in client.keys("*")]
+    assert names and not any(EID[1] in n for n in names)
+
+
+def test_claim_is_exclusive_released_only_by_its_owner(store: BatchStore) -> None:
+    """Only one owner holds a claim; another owner cannot release it; the owner can."""
+    assert store.claim(*EID, "w1", 60)
+    assert not store.claim(*EID, "w2", 60)
+    assert not store.release_claim(*EID, "w2")
+    assert store.claim_owner(*EID) == "w1"
+    assert store.release_claim(*EID, "w1")
+    assert store.claim(*EID, "w2", 60)
+
+
+def test_claim_of_a_dead_worker_expires(store: BatchStore) -> None:
+    """A claim nobody releases frees itself after its TTL."""
+    assert store.claim(*EID, "dead", 1)
+    deadline = time.monotonic() + 5
+    while not store.claim(*EID, "w2", 60):
+        assert time.monotonic() < deadline, "claim never expired"
+        time.sleep(0.05)
+    assert store.claim_owner(*EID) == "w2"
+
+
+def test_finish_customer_writes_ledger_clears_marker_and_releases(store: BatchStore) -> None:
+    """After a final answer the ledger holds the customer, the marker and claim are gone."""
+    store.claim(*EID, "w1", 60)
+    store.mark_create_sent(*EID, "b1")
+    assert store.create_sent(*EID)
+    store.finish_customer(*EID, "w1", LedgerEntry(Outcome.ONBOARDED, "123", "b1"))
+    assert not store.create_sent(*EID)
+    assert store.claim_owner(*EID) is None
+    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "123", "b1")
+
+
+def test_finish_customer_keeps_someone_elses_claim(store: BatchStore) -> None:
+    """Finishing with a stale owner does not release a claim a later owner took."""
+    store.claim(*EID, "w2", 60)
+    store.finish_customer(*EID, "w1", None)
+    assert store.claim_owner(*EID) == "w2"
+    assert store.ledger_get(*EID) is None
+
+
+def test_delivery_and_call_counters(store: BatchStore) -> None:
+    """Deliveries count per chunk; calls count per batch and across batches."""
+    assert store.count_delivery("b", "c0") == 1
+    assert store.count_delivery("b", "c0") == 2
+    assert store.count_delivery("b", "c1") == 1
+    store.count_calls("b", "lookup", 3)
+    store.count_calls("b", "onboard")
+    store.count_calls("other", "lookup")
+    assert store.calls("b") == {"lookup": 3, "onboard": 1, "status": 0, "token": 0}
+    assert store.calls()["lookup"] == 4
+
+
+def test_every_key_has_a_ttl(store: BatchStore, client: redis.Redis) -> None:
+    """After touching every kind of key, none of them lives forever."""
+    store.create_batch(BatchMeta("b"))
+    store.update_meta("b", started_at="x")
+    store.set_total("b", 5)
+    store.record_outcome("b", _result(1, Outcome.ONBOARDED))
+    store.count_delivery("b", "c0")
+    store.count_calls("b", "lookup")
+    store.ledger_put(*EID, LedgerEntry(Outcome.ONBOARDED, "1", "b"))
+    store.claim("4", "784198190000012", "w", 30)
+    store.mark_create_sent(*EID, "b")
+    keys = client.keys("t:*")
+    assert len(keys) == 10
+    for key in keys:
+        assert 0 < client.ttl(key) <= TTL, key
+
+
+def test_async_store_shares_keys_with_the_sync_store(
+    store: BatchStore, redis_url: str
+) -> None:
+    """Rows, ledger, claims and calls written by the async store are what the sync one reads."""
+
+    async def scenario() -> tuple[list[bool], list[LedgerEntry | None], bool, bool]:
+        aclient = redis.asyncio.Redis.from_url(redis_url)
+        astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
+        try:
+            flags = await astore.record_outcomes(
+                "b", [_result(1, Outcome.ONBOARDED, "5"), _result(1, Outcome.FAILED)]
+            )
+            await astore.ledger_put(*EID, LedgerEntry(Outcome.ALREADY_EXISTS, "5", "b"))
+            many = await astore.ledger_get_many([EID, ("4", "784198190000012")])
+            got = await astore.claim(*EID, "w1", 60)
+            again = await astore.claim(*EID, "w2", 60)
+            await astore.mark_create_sent(*EID, "b")
+            assert await astore.create_sent(*EID)
+            await astore.count_calls("b", "onboard", 2)
+            assert await astore.count_delivery("b", "c") == 1
+            row = await astore.get_row("b", 1)
+            assert row is not None and row.ecrn == "5"
+            await astore.finish_customer(*EID, "w1", None)
+            return flags, many, got, again
+        finally:
+            await aclient.aclose()
+
+    flags, many, got, again = asyncio.run(scenario())
+    assert flags == [True, False]
+    assert many == [LedgerEntry(Outcome.ALREADY_EXISTS, "5", "b"), None]
+    assert got and not again
+    assert store.counts("b")[Outcome.ONBOARDED] == 1
+    assert store.calls("b")["onboard"] == 2
+    assert store.claim_owner(*EID) is None and not store.create_sent(*EID)

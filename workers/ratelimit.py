@@ -1,0 +1,183 @@
+"""The global partner rate limit, shared in Redis by every worker on every machine.
+
+The algorithm is GCRA (generic cell rate algorithm) in one Lua script that *reserves* a slot:
+the script advances the shared "theoretical arrival time" by one interval and answers how
+long the caller must wait for its slot. One round trip per request, no polling, and grants
+are spaced ``1/rate`` apart whatever the number of callers. The clock is Redis's own
+(``TIME``), so machines with skewed clocks still share one schedule.
+
+``429 Retry-After`` is honoured for everyone: :meth:`pause` stores an absolute "hold off
+until" in Redis and every acquire waits it out before reserving. Slots already reserved
+before a pause still go out; at most a handful, since reservations are at most a few
+intervals ahead under load.
+
+In-flight cap: per process (an ``asyncio.Semaphore``), not global. The partner's quota is a
+rate, which the global limiter enforces; the in-flight cap protects our own sockets and event
+loop, which are per process. A global one would cost two more round trips per request and
+leaked leases when a worker dies, for no gain at the partner. The total is
+``workers × max_in_flight``; size it with that product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import redis
+import redis.asyncio
+
+from workers.store import Keys
+
+# KEYS: tat, pause. ARGV: interval_ms, tolerance_ms.
+# Returns {granted (0/1), wait_ms as a string (Lua numbers would be truncated to integers)}.
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > now then
+  return {0, tostring(pause - now)}
+end
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+return {1, tostring(wait)}
+"""
+
+# KEYS: pause. ARGV: seconds. Only ever extends the pause. Returns the pause's ms left.
+_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local until_ms = now + tonumber(ARGV[1]) * 1000
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > until_ms then until_ms = current end
+redis.call('SET', KEYS[1], tostring(until_ms), 'PX', math.ceil(until_ms - now) + 1)
+return tostring(until_ms - now)
+"""
+
+# KEYS: pause. Returns ms left of the pause (0 when none).
+_PAUSED_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
+if pause > now then return tostring(pause - now) end
+return '0'
+"""
+
+
+class _Limits:
+    """Rate arithmetic and key names shared by the sync and async limiters."""
+
+    def __init__(self, rate: float, burst: int, name: str, prefix: str) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.interval_ms = 1000.0 / rate
+        # burst=1 means strictly evenly spaced grants: at most rate+1 in any one-second window.
+        self.tolerance_ms = self.interval_ms * (burst - 1)
+        keys = Keys(prefix)
+        self.keys = [keys.ratelimit(name), keys.pause(name)]
+        self.pause_key = keys.pause(name)
+
+
+class RateLimiter(_Limits):
+    """Synchronous global limiter (threads, scripts, benchmarks)."""
+
+    def __init__(
+        self, client: redis.Redis, *, rate: float, burst: int = 1, name: str = "partner",
+        prefix: str = "onboard",
+    ) -> None:
+        super().__init__(rate, burst, name, prefix)
+        self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._pause = client.register_script(_PAUSE_LUA)
+        self._paused = client.register_script(_PAUSED_LUA)
+
+    def try_acquire(self) -> tuple[bool, float]:
+        """Reserve a slot: (True, seconds until it) or, while paused, (False, seconds left)."""
+        granted, wait = self._acquire(keys=self.keys, args=[self.interval_ms, self.tolerance_ms])
+        return bool(granted), float(wait) / 1000.0
+
+    def acquire(self) -> float:
+        """Block until this caller may send one request; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            granted, wait = self.try_acquire()
+            if wait > 0:
+                time.sleep(wait)
+                waited += wait
+            if granted:
+                return waited
+
+    def pause(self, seconds: float) -> None:
+        """Make every worker hold off for ``seconds`` (e.g. a 429's Retry-After)."""
+        self._pause(keys=[self.pause_key], args=[seconds])
+
+    def paused_for(self) -> float:
+        """Seconds left of a pause (0 when none)."""
+        return float(self._paused(keys=[self.pause_key])) / 1000.0
+
+
+class AsyncRateLimiter(_Limits):
+    """The limiter for the per-customer flow: global rate in Redis, in-flight cap per process.
+
+    Create it inside the event loop that uses it (the semaphore belongs to that loop).
+    """
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, rate: float, burst: int = 1,
+        max_in_flight: int = 100, name: str = "partner", prefix: str = "onboard",
+    ) -> None:
+        super().__init__(rate, burst, name, prefix)
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._pause = client.register_script(_PAUSE_LUA)
+        self._paused = client.register_script(_PAUSED_LUA)
+
+    async def try_acquire(self) -> tuple[bool, float]:
+        """Reserve a slot: (True, seconds until it) or, while paused, (False, seconds left)."""
+        granted, wait = await self._acquire(
+            keys=self.keys, args=[self.interval_ms, self.tolerance_ms]
+        )
+        return bool(granted), float(wait) / 1000.0
+
+    async def acquire(self) -> float:
+        """Wait until this caller may send one request; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            granted, wait = await self.try_acquire()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                waited += wait
+            if granted:
+                return waited
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One partner request: an in-flight place first, then a rate slot.
+
+        The in-flight place comes first so no rate slot is reserved by a caller that could
+        not send yet.
+        """
+        async with self._sem:
+            await self.acquire()
+            yield
+
+    async def pause(self, seconds: float) -> None:
+        """Make every worker hold off for ``seconds`` (e.g. a 429's Retry-After)."""
+        await self._pause(keys=[self.pause_key], args=[seconds])
+
+    async def paused_for(self) -> float:
+        """Seconds left of a pause (0 when none)."""
+        return float(await self._paused(keys=[self.pause_key])) / 1000.0

@@ -1,0 +1,180 @@
+"""Report writer: formula neutralisation, column order, joined errors, atomic files, xlsx."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipeline.outcomes import RowError
+from pipeline.report import (
+    REPORT_COLUMNS,
+    ReportError,
+    ReportWriter,
+    _neutralise_array,
+    neutralise,
+    validation_outcomes,
+    write_summary,
+)
+
+NEUTRALISE_TABLE = [
+    # (cell, expected) — formulas and at-functions become text, phones and numbers stay.
+    ("=1+1", "'=1+1"),
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+    ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+    ("+HYPERLINK(\"x\")", "'+HYPERLINK(\"x\")"),
+    ("-2+3", "'-2+3"),
+    ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+    ("-1e5", "'-1e5"),
+    ("\t=1", "'\t=1"),
+    ("\r=1", "'\r=1"),
+    ("+971501234567", "+971501234567"),
+    ("+971 50 123 4567", "+971 50 123 4567"),
+    ("+1 (555) 123-4567", "+1 (555) 123-4567"),
+    ("-12.50", "-12.50"),
+    ("-", "-"),
+    ("", ""),
+    ("Ahmed", "Ahmed"),
+    ("a=b", "a=b"),
+    ("784198090000005", "784198090000005"),
+    ("0501234567", "0501234567"),
+]
+
+
+@pytest.mark.parametrize(("cell", "expected"), NEUTRALISE_TABLE)
+def test_neutralise_table(cell: str, expected: str) -> None:
+    """Only cells a spreadsheet would evaluate get the ``'`` prefix."""
+    assert neutralise(cell) == expected
+
+
+def test_vectorised_neutralise_agrees_with_scalar() -> None:
+    """The Arrow (RE2) path used for whole columns gives exactly the scalar results."""
+    cells = [cell for cell, _ in NEUTRALISE_TABLE]
+    result = _neutralise_array(pa.array(cells, type=pa.string())).to_pylist()
+    assert result == [expected for _, expected in NEUTRALISE_TABLE]
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def _raw(rows: list[dict[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, dtype=object)
+
+
+def test_columns_in_input_order_then_report_columns(tmp_path: Path) -> None:
+    """Input columns keep their order and values; outcome columns and extras follow."""
+    raw = _raw([{"Zeta": "007", "alpha": "NA", "First Name": "Ahmed"}])
+    outcomes = validation_outcomes(pd.Series([2]), {})
+    outcomes["ecrn"] = ["1000000000000005"]
+    with ReportWriter(tmp_path, list(raw.columns), name="r", extra_columns=("ecrn",)) as writer:
+        writer.write(raw, outcomes)
+    header, row = _read_csv(tmp_path / "r.csv")
+    assert header == ["Zeta", "alpha", "First Name", *REPORT_COLUMNS, "ecrn"]
+    assert row == ["007", "NA", "Ahmed", "2", "valid", "", "", "", "1000000000000005"]
+
+
+def test_report_columns_of_a_previous_report_are_replaced(tmp_path: Path) -> None:
+    """A report fed back as input gets fresh outcome columns, not duplicated ones."""
+    raw = _raw([{"first_name": "Sara", "row_number": "9", "outcome": "invalid"}])
+    with ReportWriter(tmp_path, list(raw.columns), name="r") as writer:
+        writer.write(raw, validation_outcomes(pd.Series([2]), {}))
+    header, row = _read_csv(tmp_path / "r.csv")
+    assert header == ["first_name", *REPORT_COLUMNS]
+    assert row == ["Sara", "2", "valid", "", "", ""]
+
+
+def test_errors_joined_in_order_one_row_per_input_row(tmp_path: Path) -> None:
+    """Several errors of one row are joined with " | " in the order given; order kept."""
+    raw = _raw([{"a": str(i)} for i in range(4)])
+    errors = {
+        3: [
+            RowError("required", "first_name", "First name is missing"),
+            RowError("bad_format", "email_id", "Not an email address"),
+        ],
+        5: [RowError("unknown_code", "gender", "Unknown gender 'Q'")],
+    }
+    outcomes = validation_outcomes(pd.Series([2, 3, 4, 5]), errors)
+    with ReportWriter(tmp_path, ["a"], name="r") as writer:
+        writer.write(raw.iloc[:2], outcomes.iloc[:2])
+        writer.write(raw.iloc[2:], outcomes.iloc[2:])
+    rows = _read_csv(tmp_path / "r.csv")[1:]
+    assert [r[0] for r in rows] == ["0", "1", "2", "3"]
+    assert rows[0][2:] == ["valid", "", "", ""]
+    assert rows[1][2:] == [
+        "invalid",
+        "required | bad_format",
+        "first_name | email_id",
+        "First name is missing | Not an email address",
+    ]
+    assert rows[3][2:] == ["invalid", "unknown_code", "gender", "Unknown gender 'Q'"]
+
+
+def test_cells_and_headers_neutralised_in_csv_and_xlsx(tmp_path: Path) -> None:
+    """Formulas are defused in both files; phone numbers and text come through unchanged."""
+    raw = _raw([{"=Header": "=cmd|' /C calc'!A0", "phone": "+971501234567", "n": "0042"}])
+    with ReportWriter(tmp_path, list(raw.columns), name="r", xlsx=True) as writer:
+        writer.write(raw, validation_outcomes(pd.Series([2]), {}))
+    header, row = _read_csv(tmp_path / "r.csv")
+    assert header[0] == "'=Header"
+    assert row[:3] == ["'=cmd|' /C calc'!A0", "+971501234567", "0042"]
+    sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
+    assert sheet is not None
+    values = list(sheet.values)
+    assert values[0][0] == "'=Header"
+    assert values[1][:5] == ("'=cmd|' /C calc'!A0", "+971501234567", "0042", 2, "valid")
+    assert all(cell.data_type != "f" for row_cells in sheet.iter_rows() for cell in row_cells)
+
+
+def test_xlsx_drops_characters_excel_cannot_hold(tmp_path: Path) -> None:
+    """Control characters that openpyxl refuses are dropped in .xlsx, kept in the CSV."""
+    raw = _raw([{"note": "a\x01b"}])
+    with ReportWriter(tmp_path, ["note"], name="r", xlsx=True) as writer:
+        writer.write(raw, validation_outcomes(pd.Series([2]), {}))
+    assert _read_csv(tmp_path / "r.csv")[1][0] == "a\x01b"
+    sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
+    assert sheet is not None
+    assert next(sheet.iter_rows(min_row=2, values_only=True))[0] == "ab"
+
+
+def test_close_renames_atomically_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    """Until close() only hidden temp files exist; afterwards only the final files."""
+    writer = ReportWriter(tmp_path, ["a"], name="r", xlsx=True)
+    writer.write(_raw([{"a": "x"}]), validation_outcomes(pd.Series([2]), {}))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert all(name.startswith(".r.") and name.endswith(".tmp") for name in names)
+    assert writer.close() == [tmp_path / "r.csv", tmp_path / "r.xlsx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.xlsx"]
+
+
+def test_failure_inside_block_keeps_previous_report(tmp_path: Path) -> None:
+    """An exception while writing removes temp files and leaves the earlier report intact."""
+    (tmp_path / "r.csv").write_text("old report\n")
+    with pytest.raises(RuntimeError), ReportWriter(tmp_path, ["a"], name="r") as writer:
+        writer.write(_raw([{"a": "x"}]), validation_outcomes(pd.Series([2]), {}))
+        raise RuntimeError("validation blew up")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+    assert (tmp_path / "r.csv").read_text() == "old report\n"
+
+
+def test_too_many_rows_for_excel_is_a_report_error(tmp_path: Path) -> None:
+    """Asking for .xlsx with more rows than a sheet holds fails with a clear message."""
+    writer = ReportWriter(tmp_path, ["a"], name="r", xlsx=True)
+    writer.rows_written = 1_048_575
+    with pytest.raises(ReportError, match="do not fit in an Excel sheet"):
+        writer.write(_raw([{"a": "x"}]), validation_outcomes(pd.Series([2]), {}))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_summary_is_atomic_json(tmp_path: Path) -> None:
+    """summary.json holds the mapping as JSON and no temp file is left behind."""
+    path = write_summary(tmp_path / "summary.json", {"rows": 3, "codes": {"required": 1}})
+    assert json.loads(path.read_text()) == {"rows": 3, "codes": {"required": 1}}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

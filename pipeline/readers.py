@@ -1,0 +1,542 @@
+"""Low-level readers behind :mod:`pipeline.ingest`: what a file is, and its cells as text.
+
+``inspect_file`` looks at the bytes (never the file name) to tell a CSV from a workbook, an
+encrypted workbook or something that is no table at all, and hashes the file on the way.
+``CsvReader`` streams a delimited text file through pyarrow's CSV reader; ``ExcelReader`` walks
+a sheet with python-calamine. Both hand out :class:`RawFrame` blocks: every cell as text, plus
+the line (or sheet row) each record starts on. Column meaning is ingest's business; the Excel
+reader is only told which positions hold dates and the ID number, because only it can see that
+a cell was a date or a number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from pipeline.schema import InputError
+
+_BLOCK = 1 << 20
+_SAMPLE = 1 << 16
+_DELIMITERS = (",", ";", "\t", "|")
+_CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_ENCRYPTED_MARK = "EncryptedPackage".encode("utf-16-le")
+# Formats people rename to .csv by mistake; named in the message so the user knows what it is.
+_KNOWN_BINARY = (
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+# Single-byte code pages a bank export plausibly uses; charset-normalizer picks among these so
+# that a short sample cannot be "detected" as some exotic multi-byte encoding.
+_LEGACY_ENCODINGS = (
+    "cp1252",
+    "latin_1",
+    "iso8859_15",
+    "cp1250",
+    "cp1251",
+    "cp1253",
+    "cp1254",
+    "cp1256",
+    "iso8859_2",
+    "iso8859_5",
+    "iso8859_6",
+    "iso8859_7",
+    "cp850",
+    "cp437",
+)
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+_MAX_SERIAL = 2958465  # 9999-12-31
+_MIDNIGHT = dt.time()
+
+
+def blank_header(position: int) -> str:
+    """The stand-in name for a column whose header cell is empty (1-based position)."""
+    return f"(column {position})"
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What the bytes say about a file: its format, hash and (for text) encoding hints."""
+
+    path: Path
+    format: str  # "csv", "xlsx", "xls" or "ods"
+    sha256: str
+    size: int
+    encoding: str | None = None
+    has_quotes: bool = True
+
+
+@dataclass(slots=True)
+class RawFrame:
+    """One block of records: cells as text under the file's headers, each record's start line,
+    and the positions whose ID-number cell Excel held as a number."""
+
+    frame: pd.DataFrame
+    row_numbers: np.ndarray[Any, np.dtype[np.int64]]
+    numeric_ids: list[int] = field(default_factory=list)
+
+
+def inspect_file(path: Path) -> FileFacts:
+    """Identify the file by content and hash it; raise InputError if it is no usable table."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(_SAMPLE)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
+    if size == 0 or not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise InputError(f"{path}: file is empty")
+    if head.startswith(_CFB_MAGIC):
+        scan = _scan(path, check_utf8=False, marker=_ENCRYPTED_MARK)
+        if scan.marker_found:
+            raise InputError(
+                f"{path}: workbook is password-protected (encrypted); "
+                "save a copy without a password and use that"
+            )
+        return FileFacts(path, "xls", scan.sha256, size)
+    if head.startswith(_ZIP_MAGIC):
+        scan = _scan(path, check_utf8=False)
+        is_ods = head[30:38] == b"mimetype" and b"opendocument.spreadsheet" in head[:200]
+        return FileFacts(path, "ods" if is_ods else "xlsx", scan.sha256, size)
+    for magic, what in _KNOWN_BINARY:
+        if head.startswith(magic):
+            raise InputError(f"{path}: not a table (the file is {what})")
+    encoding = _bom_encoding(head) or _utf16_without_bom(head)
+    if encoding is None and b"\x00" in head:
+        raise InputError(f"{path}: not a table (binary content, not text)")
+    if encoding is not None:
+        return FileFacts(path, "csv", _scan(path, check_utf8=False).sha256, size, encoding)
+    scan = _scan(path, check_utf8=True, quote=b'"')
+    if scan.utf8_ok:
+        return FileFacts(path, "csv", scan.sha256, size, "utf-8", scan.quote_found)
+    legacy = _legacy_encoding(path, head, scan.bad_offset)
+    return FileFacts(path, "csv", scan.sha256, size, legacy, scan.quote_found)
+
+
+@dataclass(slots=True)
+class _Scan:
+    sha256: str = ""
+    utf8_ok: bool = True
+    bad_offset: int = 0
+    quote_found: bool = False
+    marker_found: bool = False
+
+
+def _scan(
+    path: Path, *, check_utf8: bool, quote: bytes = b"", marker: bytes = b""
+) -> _Scan:
+    """One pass over the file: hash it, and optionally check UTF-8 and look for bytes."""
+    result = _Scan()
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    tail = b""
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+            if check_utf8 and result.utf8_ok:
+                # Pure-ASCII blocks (the common case) skip the decoder entirely.
+                pending = decoder.getstate()[0]
+                if pending or not block.isascii():
+                    try:
+                        decoder.decode(block)
+                    except UnicodeDecodeError as exc:
+                        result.utf8_ok = False
+                        result.bad_offset = max(0, offset - len(pending) + exc.start)
+            if quote and not result.quote_found and quote in block:
+                result.quote_found = True
+            if marker and not result.marker_found:
+                result.marker_found = marker in tail + block
+                tail = block[-len(marker) :]
+            offset += len(block)
+    if check_utf8 and result.utf8_ok:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            result.utf8_ok = False
+            result.bad_offset = max(0, offset - 4)
+    result.sha256 = digest.hexdigest()
+    return result
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """Spot BOM-less UTF-16 by its pattern of zero bytes in ASCII-heavy text."""
+    sample = head[: len(head) // 2 * 2][:4096]
+    if len(sample) < 4:
+        return None
+    even_zero = sample[0::2].count(0) / (len(sample) / 2)
+    odd_zero = sample[1::2].count(0) / (len(sample) / 2)
+    if odd_zero > 0.6 and even_zero < 0.1:
+        return "utf-16-le"
+    if even_zero > 0.6 and odd_zero < 0.1:
+        return "utf-16-be"
+    return None
+
+
+def _legacy_encoding(path: Path, head: bytes, bad_offset: int) -> str:
+    """Name the single-byte code page of a file that is not UTF-8.
+
+    charset-normalizer judges a sample that contains the first non-UTF-8 byte; cp1252 (what
+    Excel writes on western Windows) wins any near tie. The answer must decode the whole file,
+    else latin-1, which decodes any byte, keeps the run going.
+    """
+    from charset_normalizer import from_bytes
+
+    with path.open("rb") as handle:
+        handle.seek(max(0, bad_offset - _SAMPLE // 2))
+        window = handle.read(_SAMPLE)
+    sample = head + b"\n" + window if bad_offset > len(head) else head
+    matches = from_bytes(sample, cp_isolation=list(_LEGACY_ENCODINGS))
+    best = matches.best()
+    choice = "cp1252"
+    if best is not None:
+        choice = best.encoding
+        for match in matches:
+            if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.02:
+                choice = "cp1252"
+    for encoding in (choice, "cp1252"):
+        if _decodes(path, encoding):
+            return encoding
+    return "latin_1"
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(_BLOCK):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _text_sample(path: Path, encoding: str) -> str:
+    with path.open("rb") as handle:
+        data = handle.read(_SAMPLE * 4)
+    return data.decode(encoding, errors="replace")
+
+
+def sniff_delimiter(sample: str) -> str:
+    """Pick the delimiter among ``, ; TAB |`` that splits the sample's first lines into the
+    same number of fields most consistently (more fields breaks a tie); ``,`` for one column."""
+    best = ","
+    best_score: tuple[float, int] = (0.0, 1)
+    for delimiter in _DELIMITERS:
+        reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, strict=False)
+        records: list[list[str]] = []
+        try:
+            for record in reader:
+                if record:
+                    records.append(record)
+                if len(records) > 30:
+                    break
+        except csv.Error:
+            continue
+        if len(records) > 1:
+            records = records[:-1]  # the last one may be cut off by the end of the sample
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        consistency = sum(len(r) == width for r in records) / len(records)
+        score = (consistency, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+class CsvReader:
+    """A delimited text file read in blocks by pyarrow, every cell kept as text."""
+
+    def __init__(self, facts: FileFacts) -> None:
+        self.path = facts.path
+        self.encoding = facts.encoding or "utf-8"
+        self.has_quotes = facts.has_quotes
+        sample = _text_sample(self.path, self.encoding)
+        self.delimiter = sniff_delimiter(sample)
+        reader = csv.reader(io.StringIO(sample, newline=""), delimiter=self.delimiter)
+        header: list[str] = []
+        self._records_before_data = 0
+        try:
+            for record in reader:
+                self._records_before_data += 1
+                if any(cell.strip() for cell in record):
+                    header = record
+                    break
+        except csv.Error:
+            header = []
+        if not header:
+            raise InputError(f"{self.path}: no header row (the file has no column names)")
+        # Physical lines up to and including the header, so data lines are numbered as seen.
+        self.header_lines = reader.line_num
+        self.headers = [
+            cell.strip() or blank_header(i) for i, cell in enumerate(header, start=1)
+        ]
+
+    def _arrow_encoding(self) -> str:
+        # pyarrow skips a UTF-8 BOM itself and decodes UTF-8 natively (no transcoding cost).
+        return "utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
+
+    def frames(self, size: int) -> Iterator[RawFrame]:
+        """Yield blocks of ``size`` records (the last may be shorter), blank lines left out."""
+        names = [f"c{i}" for i in range(len(self.headers))]
+        try:
+            stream = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(
+                    encoding=self._arrow_encoding(),
+                    column_names=names,
+                    skip_rows=self._records_before_data,
+                    block_size=8 << 20,
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
+                    newlines_in_values=True,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    null_values=[],
+                ),
+            )
+            yield from self._rechunk(stream, size)
+        except pa.ArrowInvalid:
+            raise self._explain_parse_failure() from None
+
+    def _rechunk(self, stream: Any, size: int) -> Iterator[RawFrame]:
+        pending: list[Any] = []
+        buffered = 0
+        next_line = self.header_lines + 1
+        for batch in stream:
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            buffered += batch.num_rows
+            while buffered >= size:
+                table = pa.Table.from_batches(pending)
+                frame, next_line = self._to_frame(table.slice(0, size), next_line)
+                rest = table.slice(size)
+                pending, buffered = rest.to_batches(), rest.num_rows
+                if frame is not None:
+                    yield frame
+        if buffered:
+            frame, next_line = self._to_frame(pa.Table.from_batches(pending), next_line)
+            if frame is not None:
+                yield frame
+
+    def _to_frame(self, table: Any, first_line: int) -> tuple[RawFrame | None, int]:
+        n = table.num_rows
+        spans = np.ones(n, dtype=np.int64)
+        if self.has_quotes:
+            # A quoted value may hold line breaks; the record then covers more lines, and the
+            # next record starts that much further down.
+            for column in table.columns:
+                breaks = pc.count_substring(column, "\n")
+                if pc.max(breaks).as_py():
+                    spans += breaks.to_numpy(zero_copy_only=False).astype(np.int64)
+        starts = first_line + np.concatenate(([0], np.cumsum(spans)[:-1]))
+        next_line = first_line + int(spans.sum())
+        lengths = np.zeros(n, dtype=np.int64)
+        for column in table.columns:
+            lengths += pc.utf8_length(column).to_numpy(zero_copy_only=False)
+        keep = lengths > 0
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+            starts = starts[keep]
+        if table.num_rows == 0:
+            return None, next_line
+        frame = table.to_pandas()
+        frame.columns = pd.Index(self.headers)
+        return RawFrame(frame, starts.astype(np.int64)), next_line
+
+    def _explain_parse_failure(self) -> InputError:
+        """Re-read with the csv module to find the first record whose field count is off."""
+        width = len(self.headers)
+        try:
+            with self.path.open(encoding=self.encoding, newline="", errors="replace") as fh:
+                reader = csv.reader(fh, delimiter=self.delimiter)
+                for _ in range(self._records_before_data):
+                    next(reader, None)
+                start = reader.line_num + 1
+                for record in reader:
+                    if record and len(record) != width:
+                        return InputError(
+                            f"{self.path}: line {start} has {len(record)} fields but the "
+                            f"header has {width} (a '{_shown(self.delimiter)}' inside an "
+                            "unquoted value, or a missing quote?)"
+                        )
+                    start = reader.line_num + 1
+        except csv.Error as exc:
+            return InputError(f"{self.path}: cannot be read as CSV near line {start} ({exc})")
+        return InputError(f"{self.path}: cannot be read as CSV (unbalanced quotes?)")
+
+
+def _shown(delimiter: str) -> str:
+    return "TAB" if delimiter == "\t" else delimiter
+
+
+_DATE_TYPES = (dt.date, dt.datetime)
+
+
+def _number_text(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def cell_text(value: Any) -> str:
+    """Excel cell value → the text a user would expect (ISO dates, no trailing ``.0``)."""
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if kind is bool:
+        return "TRUE" if value else "FALSE"
+    if kind is float or kind is int:
+        return _number_text(value)
+    if kind is dt.datetime:
+        if value.time() == _MIDNIGHT:
+            return str(value.date().isoformat())
+        return str(value.isoformat(sep=" "))
+    if kind is dt.date or kind is dt.time:
+        return str(value.isoformat())
+    return str(value)
+
+
+def date_cell_text(value: Any) -> str:
+    """A cell of a date column: date cells and Excel serial numbers become ISO dates."""
+    kind = type(value)
+    if kind is dt.datetime:
+        return str(value.date().isoformat())
+    if (kind is float or kind is int) and 1 <= value <= _MAX_SERIAL:
+        return (_EXCEL_EPOCH + dt.timedelta(days=int(value))).isoformat()
+    return cell_text(value)
+
+
+class ExcelReader:
+    """One sheet of a workbook (xlsx, xls or ods) read with python-calamine."""
+
+    def __init__(self, facts: FileFacts, sheet: str | None) -> None:
+        from python_calamine import CalamineWorkbook
+
+        self.path = facts.path
+        try:
+            workbook = CalamineWorkbook.from_path(str(self.path))
+            names = list(workbook.sheet_names)
+        except Exception as exc:  # calamine raises several unrelated types for broken files
+            if type(exc).__name__ == "PasswordError":
+                raise InputError(
+                    f"{self.path}: workbook is password-protected (encrypted); "
+                    "save a copy without a password and use that"
+                ) from None
+            raise InputError(
+                f"{self.path}: not a readable {facts.format} workbook ({_first_line(exc)})"
+            ) from None
+        if not names:
+            raise InputError(f"{self.path}: workbook has no sheets")
+        if sheet is None:
+            self.sheet_name = names[0]
+        elif sheet in names:
+            self.sheet_name = sheet
+        else:
+            raise InputError(
+                f"{self.path}: no sheet named '{sheet}'; sheets: {', '.join(names)}"
+            )
+        try:
+            self._sheet = workbook.get_sheet_by_name(self.sheet_name)
+        except Exception as exc:
+            raise InputError(
+                f"{self.path}: sheet '{self.sheet_name}' cannot be read ({_first_line(exc)})"
+            ) from None
+        self.header_row = 0
+        header: list[str] = []
+        for number, row in enumerate(self._sheet.iter_rows(), start=1):
+            texts = [cell_text(v).strip() for v in row]
+            if any(texts):
+                self.header_row, header = number, texts
+                break
+        if not header:
+            raise InputError(f"{self.path}: sheet '{self.sheet_name}' is empty (no header row)")
+        while header and not header[-1]:
+            header.pop()
+        self.headers = [cell or blank_header(i) for i, cell in enumerate(header, start=1)]
+
+    def frames(
+        self, size: int, *, date_positions: Sequence[int] = (), id_position: int | None = None
+    ) -> Iterator[RawFrame]:
+        """Yield blocks of ``size`` non-blank rows, numbered by sheet row."""
+        width = len(self.headers)
+        dates = frozenset(date_positions)
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        numeric_ids: list[int] = []
+        for number, cells in enumerate(self._sheet.iter_rows(), start=1):
+            if number <= self.header_row:
+                continue
+            values = list(cells[:width])
+            if len(values) < width:
+                values.extend([""] * (width - len(values)))
+            if all(v == "" for v in values) and not any(v != "" for v in cells[width:]):
+                continue
+            texts = [
+                date_cell_text(v) if i in dates else cell_text(v) for i, v in enumerate(values)
+            ]
+            if id_position is not None:
+                kind = type(values[id_position])
+                if kind is float or kind is int:
+                    numeric_ids.append(len(rows))
+            rows.append(texts)
+            numbers.append(number)
+            if len(rows) >= size:
+                yield self._frame(rows, numbers, numeric_ids)
+                rows, numbers, numeric_ids = [], [], []
+        if rows:
+            yield self._frame(rows, numbers, numeric_ids)
+
+    def _frame(self, rows: list[list[str]], numbers: list[int], ids: list[int]) -> RawFrame:
+        columns = {h: [r[i] for r in rows] for i, h in enumerate(self.headers)}
+        frame = pd.DataFrame(columns, dtype="str")
+        return RawFrame(frame, np.asarray(numbers, dtype=np.int64), list(ids))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return re.sub(r"\s+", " ", text[0])[:160] if text else type(exc).__name__

@@ -271,7 +271,7 @@ class TokenBroker:
                     stored = self._read()
                     if stored is not None and self._acceptable(stored, failed, self._clock()):
                         return self._adopt(stored)
-                    record = self._grant(stored)
+                    record = self._grant(stored, after_401=failed is not None)
                     self._write(record)
                     return self._adopt(record)
                 finally:
@@ -321,11 +321,17 @@ class TokenBroker:
             # The lock expires by itself after token_lock_seconds.
             log.warning("token.unlock_failed")
 
-    def _grant(self, stored: TokenRecord | None) -> TokenRecord:
-        """Fetch a new token set: refresh grant while the refresh token lives, else password."""
+    def _grant(self, stored: TokenRecord | None, *, after_401: bool = False) -> TokenRecord:
+        """Fetch a new token set: refresh grant while the refresh token lives, else password.
+
+        After a 401 for the current token the password grant is used directly: the partner
+        revoked a token we hold as unexpired, which (Keycloak) revokes its session and with it
+        the refresh token, so trying it would only cost a refused call.
+        """
         now = self._clock()
         if (
-            stored is not None
+            not after_401
+            and stored is not None
             and stored.refresh_token
             and (stored.refresh_expires_at is None or now < stored.refresh_expires_at - 1.0)
         ):

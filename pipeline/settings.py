@@ -58,6 +58,30 @@ class PartnerSettings(BaseModel):
         return [f"ONBOARD_PARTNER__{name.upper()}" for name, value in required.items() if not value]
 
 
+# The partner's mandatory fields (assumed in drap-api.md, so kept in this one place and
+# overridable with ONBOARD_VALIDATION__MANDATORY_COLUMNS='["channel", ...]').
+MANDATORY_COLUMNS: tuple[str, ...] = (
+    "channel",
+    "agent_location_id",
+    "first_name",
+    "last_name",
+    "nationality",
+    "date_of_birth",
+    "country_of_birth",
+    "country_of_residence",
+    "gender",
+    "primary_mobile_number",
+    "occupation_id",
+    "address_type_id",
+    "address_city",
+    "address_country",
+    "id_type",
+    "id_number",
+    "id_issued_country",
+    "id_date_of_expiry",
+)
+
+
 class ValidationSettings(BaseModel):
     """Knobs of the local rules."""
 
@@ -65,6 +89,7 @@ class ValidationSettings(BaseModel):
     min_age_years: int = 18
     day_first_dates: bool = False
     max_document_bytes: int = 5 * 1024 * 1024
+    mandatory_columns: tuple[str, ...] = MANDATORY_COLUMNS
 
 
 def _default_state_dir() -> Path:

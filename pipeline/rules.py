@@ -1,0 +1,237 @@
+"""The local rules as tables and vectorised checks over whole columns.
+
+Every function here takes pandas columns of trimmed strings ("" when empty) and returns numpy
+masks or normalised columns, so a 50,000-row chunk costs a handful of vectorised passes, never
+a Python call per cell. :mod:`pipeline.validation` turns the masks into per-row errors.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from pipeline.masterdata import CodeList
+from pipeline.settings import MANDATORY_COLUMNS
+
+__all__ = [
+    "BOOLEAN_VALUES",
+    "CODE_COLUMNS",
+    "EMIRATES_ID",
+    "MANDATORY_COLUMNS",
+    "MAX_LENGTHS",
+    "PASSPORT",
+    "Code",
+    "age_cutoff",
+    "boolean_values",
+    "emirates_id_problems",
+    "parse_dates",
+    "passport_problems",
+    "resolve_codes",
+]
+
+
+class Code(StrEnum):
+    """Stable error codes of the local rules (reports and summaries count them)."""
+
+    REQUIRED = "required"
+    TOO_LONG = "too_long"
+    BAD_DATE = "bad_date"
+    FUTURE_DATE = "future_date"
+    TOO_YOUNG = "too_young"
+    EXPIRY_BEFORE_ISSUE = "expiry_before_issue"
+    EXPIRED = "expired"
+    BAD_EMAIL = "bad_email"
+    BAD_PHONE = "bad_phone"
+    BAD_BOOLEAN = "bad_boolean"
+    UNKNOWN_CODE = "unknown_code"
+    BAD_ID = "bad_id"
+    DUPLICATE_IN_FILE = "duplicate_in_file"
+    FILE_MISSING = "file_missing"
+    BAD_FILE_TYPE = "bad_file_type"
+    FILE_TOO_LARGE = "file_too_large"
+    BAD_PATH = "bad_path"
+
+
+# Longest value the partner takes (drap-api.md, assumed), checked on the value we would send.
+_NAME_LIMIT = 255
+MAX_LENGTHS: dict[str, int] = {
+    "channel": 20,
+    "salutation": _NAME_LIMIT,
+    "first_name": _NAME_LIMIT,
+    "middle_name": _NAME_LIMIT,
+    "last_name": _NAME_LIMIT,
+    "preferred_name": _NAME_LIMIT,
+    "mothers_maiden_name": _NAME_LIMIT,
+    "id_name_as_per_id": _NAME_LIMIT,
+    "employer_name": _NAME_LIMIT,
+    "nationality": 2,
+    "second_nationality": 2,
+    "country_of_birth": 2,
+    "country_of_residence": 2,
+    "address_country": 2,
+    "id_issued_country": 2,
+    "primary_mobile_number": 20,
+    "secondary_mobile_number": 20,
+    "email_id": 120,
+}
+
+# Column -> master-data list it must come from.
+CODE_COLUMNS: dict[str, str] = {
+    "nationality": "countries",
+    "second_nationality": "countries",
+    "country_of_birth": "countries",
+    "resident_type_id": "resident_types",
+    "country_of_residence": "countries",
+    "gender": "genders",
+    "occupation_id": "occupations",
+    "id_type": "id_types",
+    "id_issued_country": "countries",
+    "address_type_id": "address_types",
+    "address_country": "countries",
+    "customer_type_id": "customer_types",
+    "annual_income_range_id": "income_ranges",
+    "annual_income_currency_code": "currencies",
+}
+
+# Master-data codes of the ID types with a number format of their own.
+EMIRATES_ID = "4"
+PASSPORT = "1"
+
+BOOLEAN_VALUES: dict[str, str] = {
+    "y": "true",
+    "yes": "true",
+    "true": "true",
+    "1": "true",
+    "n": "false",
+    "no": "false",
+    "false": "false",
+    "0": "false",
+}
+
+_ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_EID_DASHED = r"784-[0-9]{4}-[0-9]{7}-[0-9]"
+_EID_DIGITS = 15
+
+
+def parse_dates(values: pd.Series, *, day_first: bool) -> tuple[np.ndarray, pd.Series]:
+    """Parse a date column: ``datetime64[D]`` (NaT where empty or bad) and the ISO text.
+
+    ``YYYY-MM-DD`` always; ``DD/MM/YYYY`` too when ``day_first``. The ISO text is the input
+    where it was already ISO, the reformatted date where it was not, and the input unchanged
+    where it is not a date.
+    """
+    present = (values != "").to_numpy()
+    parsed = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
+    iso_text = values
+    where = np.flatnonzero(present)
+    if len(where) == 0:
+        return parsed, iso_text
+    subset = values.iloc[where]
+    stamps = pd.to_datetime(subset, format="%Y-%m-%d", errors="coerce")
+    days = stamps.to_numpy().astype("datetime64[D]")
+    if day_first:
+        missing = np.flatnonzero(np.isnat(days))
+        if len(missing):
+            other = pd.to_datetime(subset.iloc[missing], format="%d/%m/%Y", errors="coerce")
+            days[missing] = other.to_numpy().astype("datetime64[D]")
+    parsed[where] = days
+    # Already-ISO text is kept as is; only the other spellings need reformatting.
+    exact = subset.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
+    redo = np.flatnonzero(~exact & ~np.isnat(days))
+    if len(redo):
+        text = values.to_numpy(dtype=object).copy()
+        text[where[redo]] = np.datetime_as_string(days[redo], unit="D")
+        iso_text = pd.Series(text, index=values.index, dtype="str")
+    return parsed, iso_text
+
+
+def age_cutoff(today: date, years: int) -> np.datetime64:
+    """The latest date of birth of someone at least ``years`` old on ``today``."""
+    try:
+        cutoff = today.replace(year=today.year - years)
+    except ValueError:
+        # Born on 29 February: the birthday counts as 28 February in other years.
+        cutoff = today.replace(year=today.year - years, day=28)
+    return np.datetime64(cutoff, "D")
+
+
+def resolve_codes(values: pd.Series, codes: CodeList) -> tuple[pd.Series, np.ndarray]:
+    """Canonical codes for a master-data column and a mask of unknown values.
+
+    Exact codes are matched in one vectorised pass; the few other spellings (labels, aliases,
+    other case) are resolved once per distinct value.
+    """
+    present = (values != "").to_numpy()
+    exact = values.isin(codes.codes).to_numpy(dtype=bool, na_value=False)
+    rest = np.flatnonzero(present & ~exact)
+    unknown = np.zeros(len(values), dtype=bool)
+    if len(rest) == 0:
+        return values, unknown
+    subset = values.iloc[rest]
+    mapping = {raw: codes.resolve(raw) for raw in subset.unique().tolist()}
+    resolved = np.array([mapping[raw] for raw in subset.tolist()], dtype=object)
+    missing = np.array([r is None for r in resolved], dtype=bool)
+    unknown[rest[missing]] = True
+    out = values.to_numpy(dtype=object).copy()
+    out[rest[~missing]] = resolved[~missing]
+    return pd.Series(out, index=values.index, dtype="str"), unknown
+
+
+def boolean_values(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``"true"``/``"false"`` for yes/no cells, and a mask of cells that are neither."""
+    present = (values != "").to_numpy()
+    mapped = values.str.lower().map(BOOLEAN_VALUES)
+    bad = present & mapped.isna().to_numpy()
+    out = mapped.where(~pd.Series(bad | ~present, index=values.index), values)
+    return out.astype("str"), bad
+
+
+def emirates_id_problems(
+    numbers: pd.Series, current_year: int
+) -> tuple[pd.Series, list[tuple[np.ndarray, str]]]:
+    """Check Emirates ID numbers: the digits-only form and, per rule, a mask and message.
+
+    ``784-YYYY-NNNNNNN-C`` is accepted and normalised to its 15 digits. A number gets only its
+    first failing rule, the most precise thing to tell the clerk.
+    """
+    dashed = numbers.str.fullmatch(_EID_DASHED).to_numpy(dtype=bool, na_value=False)
+    if dashed.any():
+        text = numbers.to_numpy(dtype=object).copy()
+        text[dashed] = [v.replace("-", "") for v in text[dashed]]
+        numbers = pd.Series(text, index=numbers.index, dtype="str")
+    digits15 = numbers.str.fullmatch("[0-9]{15}").to_numpy(dtype=bool, na_value=False)
+    wrong_shape = ~digits15
+    starts = numbers.str.startswith("784").to_numpy(dtype=bool, na_value=False)
+    wrong_prefix = digits15 & ~starts
+    good = np.flatnonzero(digits15 & starts)
+    wrong_year = np.zeros(len(numbers), dtype=bool)
+    wrong_check = np.zeros(len(numbers), dtype=bool)
+    if len(good):
+        joined = "".join(numbers.iloc[good].tolist()).encode("ascii")
+        digits = (np.frombuffer(joined, dtype=np.uint8) - ord("0")).reshape(-1, _EID_DIGITS)
+        year = digits[:, 3:7].astype(np.int64) @ np.array([1000, 100, 10, 1])
+        bad_year = (year < 1900) | (year > current_year)
+        wrong_year[good[bad_year]] = True
+        # Luhn: from the right, every second digit before the check digit is doubled.
+        doubled = digits[:, 1:14:2].astype(np.int64) * 2
+        total = digits[:, 0:15:2].sum(axis=1) + (doubled // 10 + doubled % 10).sum(axis=1)
+        wrong_check[good[~bad_year & (total % 10 != 0)]] = True
+    problems = [
+        (wrong_shape, "Emirates ID must be 15 digits (784-YYYY-NNNNNNN-C)"),
+        (wrong_prefix, "Emirates ID must start with 784"),
+        (
+            wrong_year,
+            f"Emirates ID digits 4-7 must be a birth year between 1900 and {current_year}",
+        ),
+        (wrong_check, "Emirates ID check digit is wrong (a digit is mistyped)"),
+    ]
+    return numbers, problems
+
+
+def passport_problems(numbers: pd.Series) -> tuple[pd.Series, list[tuple[np.ndarray, str]]]:
+    """Check passport numbers (6 to 9 letters or digits); normalise them to upper case."""
+    ok = numbers.str.fullmatch("[A-Za-z0-9]{6,9}").to_numpy(dtype=bool, na_value=False)
+    return numbers.str.upper(), [(~ok, "passport number must be 6 to 9 letters or digits")]

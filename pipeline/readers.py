@@ -67,6 +67,7 @@ _LEGACY_ENCODINGS = (
 _EXCEL_EPOCH = dt.date(1899, 12, 30)
 _MAX_SERIAL = 2958465  # 9999-12-31
 _MIDNIGHT = dt.time()
+_LINE_BREAK = re.compile(b"\n")
 
 
 def blank_header(position: int) -> str:
@@ -89,11 +90,13 @@ class FileFacts:
 @dataclass(slots=True)
 class RawFrame:
     """One block of records: cells as text under the file's headers, each record's start line,
-    and the positions whose ID-number cell Excel held as a number."""
+    the positions whose ID-number cell Excel held as a number, and (CSV) the same cells as an
+    Arrow table in header order, so column work can skip the pandas layer."""
 
     frame: pd.DataFrame
     row_numbers: np.ndarray[Any, np.dtype[np.int64]]
     numeric_ids: list[int] = field(default_factory=list)
+    arrow: Any = None
 
 
 def inspect_file(path: Path) -> FileFacts:
@@ -324,11 +327,14 @@ class CsvReader:
                     encoding=self._arrow_encoding(),
                     column_names=names,
                     skip_rows=self._records_before_data,
-                    block_size=8 << 20,
+                    # Bigger blocks buy little speed but raise peak memory steeply.
+                    block_size=1 << 20,
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
-                    newlines_in_values=True,
+                    # Without a quote in the file no value can hold a line break, and the
+                    # parser is much faster when it need not look for them.
+                    newlines_in_values=self.has_quotes,
                     ignore_empty_lines=False,
                 ),
                 convert_options=pacsv.ConvertOptions(
@@ -368,16 +374,17 @@ class CsvReader:
         spans = np.ones(n, dtype=np.int64)
         if self.has_quotes:
             # A quoted value may hold line breaks; the record then covers more lines, and the
-            # next record starts that much further down.
+            # next record starts that much further down. A raw scan of each column's character
+            # buffer is far cheaper than counting per value, so only columns with a hit count.
             for column in table.columns:
-                breaks = pc.count_substring(column, "\n")
-                if pc.max(breaks).as_py():
+                if any(_LINE_BREAK.search(a.buffers()[2]) for a in column.chunks):
+                    breaks = pc.count_substring(column, "\n")
                     spans += breaks.to_numpy(zero_copy_only=False).astype(np.int64)
         starts = first_line + np.concatenate(([0], np.cumsum(spans)[:-1]))
         next_line = first_line + int(spans.sum())
         lengths = np.zeros(n, dtype=np.int64)
         for column in table.columns:
-            lengths += pc.utf8_length(column).to_numpy(zero_copy_only=False)
+            lengths += pc.binary_length(column).to_numpy(zero_copy_only=False)
         keep = lengths > 0
         if not keep.all():
             table = table.filter(pa.array(keep))
@@ -386,7 +393,7 @@ class CsvReader:
             return None, next_line
         frame = table.to_pandas()
         frame.columns = pd.Index(self.headers)
-        return RawFrame(frame, starts.astype(np.int64)), next_line
+        return RawFrame(frame, starts.astype(np.int64), arrow=table), next_line
 
     def _explain_parse_failure(self) -> InputError:
         """Re-read with the csv module to find the first record whose field count is off."""

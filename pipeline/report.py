@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.outcomes import RowError
+from pipeline.outcomes import Outcome, RowError
 
 REPORT_COLUMNS = ("row_number", "outcome", "error_code", "error_field", "error_message")
 """Outcome columns every report ends with, in this order (extra columns follow them)."""
@@ -56,11 +56,10 @@ EXCEL_MAX_ROWS = 1_048_576
 # tab/carriage return that some spreadsheets skip before evaluating what follows.
 _ALWAYS = "=@\t\r"
 _SIGNED_SAFE = re.compile(r"[+-][0-9 ().\-]*")
-# The same three tests in RE2 syntax for the vectorised path: `$` in RE2 matches only at the
-# very end of the text, which is what Python's fullmatch does.
-_RE2_ALWAYS = r"^[=@\t\r]"
-_RE2_SIGNED = r"^[+-]"
-_RE2_SIGNED_SAFE = r"^[+-][0-9 ().\-]*$"
+# The same test as one RE2 pattern for the vectorised path: a `+`/`-` cell is dangerous when
+# any later character is outside the safe set; (?s) lets `.` cross embedded newlines.
+_RE2_DANGEROUS = r"(?s)^(?:[=@\t\r]|[+-].*[^0-9 ().\-])"
+_TRIGGERS = pa.array([c.encode() for c in "=@\t\r+-"], type=pa.binary())
 # Characters an .xlsx file cannot hold at all (openpyxl refuses them); dropped in .xlsx only.
 _RE2_XLSX_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
@@ -88,21 +87,30 @@ def neutralise(value: str) -> str:
 
 def _neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Vectorised ``neutralise`` over an Arrow string array (same rules, RE2 engine)."""
-    always = pc.match_substring_regex(values, _RE2_ALWAYS)
-    signed = pc.and_(
-        pc.match_substring_regex(values, _RE2_SIGNED),
-        pc.invert(pc.match_substring_regex(values, _RE2_SIGNED_SAFE)),
-    )
-    dangerous = pc.or_(always, signed)
+    # A one-byte prefix test first: most columns hold no trigger character at all, and this
+    # is several times cheaper than the regular expression.
+    first_bytes = pc.binary_slice(values.cast(pa.large_binary()), 0, 1)
+    if not pc.any(pc.is_in(first_bytes, value_set=_TRIGGERS)).as_py():
+        return values
+    dangerous = pc.match_substring_regex(values, _RE2_DANGEROUS)
     if not pc.any(dangerous).as_py():
         return values
-    prefixed = pc.binary_join_element_wise("'", values, "")
+    quote, nothing = pa.scalar("'", values.type), pa.scalar("", values.type)
+    prefixed = pc.binary_join_element_wise(quote, values, nothing)
     return pc.if_else(dangerous, prefixed, values)
 
 
-def _as_text(series: pd.Series) -> pa.Array:
-    """One column as an Arrow string array; missing values become empty strings."""
-    array = pa.array(series.to_numpy(dtype=object, na_value=""), type=pa.string(), from_pandas=True)
+def _as_text(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """One column as an Arrow large-string array; missing values become empty strings."""
+    try:
+        # Zero-copy for pandas' Arrow-backed strings (what ingest produces).
+        array = pa.array(series)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = pa.array(series.astype(str).to_numpy(dtype=object), type=pa.large_string())
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    if array.null_count:
+        array = pc.fill_null(array, "")
     return array
 
 
@@ -136,7 +144,7 @@ def validation_outcomes(
             i = position.get(int(number))
             if i is None or not row_errors:
                 continue
-            outcome[i] = "invalid"
+            outcome[i] = Outcome.INVALID.value
             codes[i], fields[i], messages[i] = join_errors(row_errors)
     return pd.DataFrame(
         {
@@ -196,7 +204,7 @@ class ReportWriter:
         csv.writer(header, lineterminator="\n").writerow([neutralise(h) for h in self.headers])
         self._csv_file.write(header.getvalue().encode("utf-8"))
         self._schema = pa.schema(
-            [pa.field(f"c{i}", pa.string()) for i in range(len(self.headers) - 1)]
+            [pa.field(f"c{i}", pa.large_string()) for i in range(len(self.headers) - 1)]
         )
         self._csv_writer: pacsv.CSVWriter | None = None
         self._workbook: Any = None
@@ -223,7 +231,7 @@ class ReportWriter:
                 f"{self.xlsx_path}: more than {EXCEL_MAX_ROWS - 1:,} rows do not fit in an "
                 "Excel sheet; write the CSV report only"
             )
-        empty = pa.array([""] * count, type=pa.string())
+        empty = pa.array([""] * count, type=pa.large_string())
         arrays: list[pa.Array | pa.ChunkedArray] = []
         for i in self._keep:
             column = _as_text(raw_chunk.iloc[:, i]) if i < raw_chunk.shape[1] else empty

@@ -260,15 +260,32 @@ return 0
 
 # KEYS: claim, create_sent, ledger. ARGV: owner, ledger json ('' for none), ttl.
 # After a final answer for a customer: remember it (if done), forget "create sent", release.
+# "Create sent" stays while another owner holds the claim: that worker's create is in flight
+# and its next lookup still needs the marker if the answer gets lost.
 _FINISH_LUA = """
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
-redis.call('DEL', KEYS[2])
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  holder = false
+end
+if not holder then
+  redis.call('DEL', KEYS[2])
 end
 return 1
+"""
+
+
+# KEYS: claim, create_sent. ARGV: owner, claim ttl, batch id, state ttl.
+# Claim and "create sent" in one step: no one ever holds the claim without the marker.
+_BEGIN_CREATE_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[4]))
+  return 1
+end
+return 0
 """
 
 
@@ -508,6 +525,50 @@ class AsyncBatchStore(_Base):
         self._record = client.register_script(_RECORD_LUA)
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
+        self._begin_create = client.register_script(_BEGIN_CREATE_LUA)
+
+    async def precheck(
+        self, batch_id: str, row_number: int, id_type: str, id_number: str
+    ) -> tuple[RowRecord | None, LedgerEntry | None]:
+        """In one round trip: the row's recorded outcome (a redelivery) and the ledger entry."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.rows(batch_id), str(row_number))
+            pipe.get(self.keys.ledger(id_type, id_number))
+            row, ledger = await pipe.execute()
+        return (
+            RowRecord.from_json(row_number, row) if row else None,
+            LedgerEntry.from_json(ledger) if ledger else None,
+        )
+
+    async def recorded(self, batch_id: str, row_numbers: Sequence[int]) -> set[int]:
+        """Which of these rows already have an outcome (skip them on a redelivered chunk)."""
+        if not row_numbers:
+            return set()
+        raw = await self.r.hmget(self.keys.rows(batch_id), [str(n) for n in row_numbers])
+        return {n for n, v in zip(row_numbers, raw, strict=True) if v is not None}
+
+    async def begin_create(
+        self, id_type: str, id_number: str, owner: str, batch_id: str, claim_ttl: int
+    ) -> bool:
+        """Take the create claim and set "create sent" together; False if someone holds it."""
+        keys = [self.keys.claim(id_type, id_number), self.keys.create_sent(id_type, id_number)]
+        args: list[str | int] = [owner, claim_ttl, batch_id, self.ttl]
+        return bool(await self._begin_create(keys=keys, args=args))
+
+    async def claim_owner(self, id_type: str, id_number: str) -> str | None:
+        """Who holds the create claim now, if anyone."""
+        raw = await self.r.get(self.keys.claim(id_type, id_number))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def count_calls_many(self, batch_id: str, calls: Mapping[str, int]) -> None:
+        """Count several kinds of partner calls in one round trip (zeros skipped)."""
+        if not any(calls.values()):
+            return
+        async with self.r.pipeline(transaction=False) as pipe:
+            for kind, n in calls.items():
+                if n:
+                    _queue_calls(pipe, self.keys, self.ttl, batch_id, kind, n)
+            await pipe.execute()
 
     async def record_outcomes(
         self, batch_id: str, results: Iterable[RowRecord | RowResult]

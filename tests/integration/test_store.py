@@ -185,11 +185,13 @@ def test_finish_customer_writes_ledger_clears_marker_and_releases(store: BatchSt
     assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "123", "b1")
 
 
-def test_finish_customer_keeps_someone_elses_claim(store: BatchStore) -> None:
-    """Finishing with a stale owner does not release a claim a later owner took."""
+def test_finish_customer_keeps_someone_elses_claim_and_marker(store: BatchStore) -> None:
+    """Finishing as a non-holder leaves another worker's claim and in-flight marker alone."""
     store.claim(*EID, "w2", 60)
+    store.mark_create_sent(*EID, "b2")
     store.finish_customer(*EID, "w1", None)
     assert store.claim_owner(*EID) == "w2"
+    assert store.create_sent(*EID)
     assert store.ledger_get(*EID) is None
 
 

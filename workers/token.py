@@ -233,9 +233,11 @@ class TokenBroker:
         return None
 
     def _adopt(self, record: TokenRecord) -> str:
+        # The fast path reads these without the lock: publish the token before the time
+        # that declares it fresh, so a reader never pairs a new deadline with an old token.
+        self._token = record
         self._recheck_at = 0.0
         self._fresh_until = record.expires_at - self._skew(record.lifetime)
-        self._token = record
         return record.access_token
 
     def _check_fork(self) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +258,12 @@ def test_classify_uses_http_date_retry_after() -> None:
     result = classify("lookup", 503, b"", {"Retry-After": "Fri, 27 Nov 2026 14:00:10 GMT"},
                       now=now)
     assert result == Transient("server_error", code="http_503", retry_after=10.0)
+
+
+def test_responses_module_is_pure() -> None:
+    """Importing the result types pulls in no HTTP, Redis or Celery library."""
+    code = ("import sys, workers.responses; "
+            "print(sorted({'httpx', 'redis', 'celery', 'aiohttp'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"

@@ -12,7 +12,6 @@ makes the whole file unusable raises :class:`InputError` with a one-line message
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,12 @@ from pipeline.readers import CsvReader, ExcelReader, FileFacts, RawFrame, inspec
 from pipeline.schema import (
     CANONICAL_COLUMNS,
     DATE_COLUMNS,
-    DEFAULT_REQUIRED_COLUMNS,
     ColumnMap,
     InputError,
     normalise_header,
     resolve_headers,
 )
+from pipeline.settings import MANDATORY_COLUMNS
 
 __all__ = ["Chunk", "InputError", "Table", "TableInfo", "open_table"]
 
@@ -151,17 +150,6 @@ def _trimmed(values: pd.Series[str], arrow: Any, position: int) -> pd.Series[str
     return result
 
 
-def default_required_columns() -> tuple[str, ...]:
-    """The mandatory columns: ``pipeline.rules.MANDATORY_COLUMNS`` when the rules define it,
-    else the schema's default list (drap-api.md section 3)."""
-    try:
-        rules = importlib.import_module("pipeline.rules")
-    except ImportError:
-        return DEFAULT_REQUIRED_COLUMNS
-    found = getattr(rules, "MANDATORY_COLUMNS", None)
-    return tuple(found) if found else DEFAULT_REQUIRED_COLUMNS
-
-
 def open_table(
     path: Path | str,
     *,
@@ -173,7 +161,8 @@ def open_table(
 
     ``sheet`` picks a worksheet by name (workbooks only; the first sheet by default).
     ``column_map`` is a :class:`ColumnMap` or the path of its TOML file. ``required`` lists the
-    columns that must be present (from the file or a constant); by default the rules' list.
+    columns that must be present (from the file or a constant); by default
+    ``pipeline.settings.MANDATORY_COLUMNS`` (pass ``settings.validation.mandatory_columns``).
     Raises :class:`InputError` when the file cannot be used.
     """
     path = Path(path)
@@ -187,7 +176,7 @@ def open_table(
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     present = set(canonical.values()) | {c for c, v in cmap.constants.items() if v}
-    wanted = default_required_columns() if required is None else tuple(required)
+    wanted = MANDATORY_COLUMNS if required is None else tuple(required)
     missing = [column for column in wanted if column not in present]
     if missing:
         raise InputError(

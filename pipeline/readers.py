@@ -326,7 +326,10 @@ class CsvReader:
                 read_options=pacsv.ReadOptions(
                     encoding=self._arrow_encoding(),
                     column_names=names,
-                    skip_rows=self._records_before_data,
+                    # Only the blank lines above the header are skipped by count: pyarrow's
+                    # skipping ignores quotes, so the header itself is parsed as the first
+                    # record (quoted line breaks and all) and dropped in _rechunk.
+                    skip_rows=self._records_before_data - 1,
                     # Bigger blocks buy little speed but raise peak memory steeply.
                     block_size=1 << 20,
                 ),
@@ -352,7 +355,10 @@ class CsvReader:
         pending: list[Any] = []
         buffered = 0
         next_line = self.header_lines + 1
+        header_pending = True
         for batch in stream:
+            if header_pending and batch.num_rows:
+                batch, header_pending = batch.slice(1), False
             if batch.num_rows == 0:
                 continue
             pending.append(batch)

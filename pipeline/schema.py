@@ -101,29 +101,6 @@ BOOLEAN_COLUMNS: tuple[str, ...] = ("political_exposed_person",)
 
 FILE_COLUMNS: tuple[str, ...] = ("id_front_file", "id_back_file")
 
-# The partner's mandatory fields (drap-api.md section 3, assumed there) as flat columns. This is
-# only the default: pipeline.rules owns the configurable list and ingest asks it first.
-DEFAULT_REQUIRED_COLUMNS: tuple[str, ...] = (
-    "channel",
-    "agent_location_id",
-    "first_name",
-    "last_name",
-    "nationality",
-    "date_of_birth",
-    "country_of_birth",
-    "country_of_residence",
-    "gender",
-    "primary_mobile_number",
-    "occupation_id",
-    "address_type_id",
-    "address_city",
-    "address_country",
-    "id_type",
-    "id_number",
-    "id_issued_country",
-    "id_date_of_expiry",
-)
-
 _CANONICAL_SET = frozenset(CANONICAL_COLUMNS)
 _NON_WORD = re.compile(r"[\W_]+")
 
@@ -290,7 +267,11 @@ _ID_KEYS = {
     "id_issued_on": "issued_on",
     "id_date_of_expiry": "date_of_expiry",
 }
-_ADDRESS_KEYS = {column: column.removeprefix("address_") for column in ADDRESS_COLUMNS}
+# address_type_id keeps its name inside address_list; the other address_ columns lose the prefix.
+_ADDRESS_KEYS = {
+    column: column if column == "address_type_id" else column.removeprefix("address_")
+    for column in ADDRESS_COLUMNS
+}
 _CLASSIFICATION_KEYS = {column: column for column in CLASSIFICATION_COLUMNS}
 _TOP_LEVEL = tuple(c for c in CUSTOMER_COLUMNS if c not in BOOLEAN_COLUMNS)
 

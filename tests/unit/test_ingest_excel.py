@@ -1,0 +1,145 @@
+"""Reading workbooks: sheet choice, sheet row numbers, dates, and IDs Excel turned into numbers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from pipeline.ingest import InputError, open_table
+from pipeline.readers import cell_text, date_cell_text
+
+HEADER = ["First Name", "Date of Birth", "ID Number", "Primary Mobile Number", "Nationality",
+          "Notes", "id_issued_on"]
+
+
+def workbook(tmp_path: Path, rows: list[list[object]], *, start_row: int = 1,
+             extra_sheet: str | None = None, name: str = "customers.xlsx") -> Path:
+    """Write HEADER and ``rows`` to the first sheet ("Customers") from ``start_row`` on."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Customers"
+    for offset, values in enumerate([HEADER, *rows]):
+        for column, value in enumerate(values, start=1):
+            if value is not None:
+                sheet.cell(row=start_row + offset, column=column, value=value)
+    if extra_sheet:
+        other = book.create_sheet(extra_sheet)
+        other.append(["first_name", "nationality"])
+        other.append(["Other", "IN"])
+    path = tmp_path / name
+    book.save(path)
+    return path
+
+
+ROWS: list[list[object]] = [
+    ["Ann", dt.date(1990, 1, 2), "784199554586091", "0501234567", "NA", 12.0, 43831],
+    ["Bob", 32874, 784199554586091, 971554747002, "AE", "  padded ", dt.datetime(2020, 1, 1)],
+    [None, None, None, None, None, None, None],
+    ["Cy", dt.datetime(1985, 5, 6, 0, 0), 7.84199554586091e14, "0012", "IN", True, "2021-03-04"],
+]
+
+
+def test_sheet_rows_dates_and_text(tmp_path: Path) -> None:
+    """Header found below blank rows; rows numbered by sheet row (blank row skipped); date
+    cells and serials in date columns become ISO dates; text like 'NA' and '0012' is kept;
+    whole numbers lose Excel's '.0'."""
+    path = workbook(tmp_path, ROWS, start_row=3)
+    table = open_table(path, required=())
+    assert (table.info.format, table.info.sheet) == ("xlsx", "Customers")
+    assert (table.info.encoding, table.info.delimiter) == (None, None)
+    assert table.info.headers == HEADER
+    (chunk,) = list(table.chunks())
+    assert chunk.row_numbers.tolist() == [4, 5, 7]
+    assert chunk.rows["date_of_birth"].tolist() == ["1990-01-02", "1990-01-01", "1985-05-06"]
+    assert chunk.rows["id_issued_on"].tolist() == ["2020-01-01", "2020-01-01", "2021-03-04"]
+    assert chunk.rows["nationality"].tolist() == ["NA", "AE", "IN"]
+    assert chunk.rows["primary_mobile_number"].tolist() == ["0501234567", "971554747002", "0012"]
+    assert chunk.raw["Notes"].tolist() == ["12", "  padded ", "TRUE"]
+    assert chunk.raw.columns.tolist() == HEADER
+
+
+def test_numeric_id_cells_are_read_errors(tmp_path: Path) -> None:
+    """An ID number stored as a number cell (whole or in E-notation) is an ``excel_number``
+    read error on id_number for that sheet row; a text cell is fine."""
+    path = workbook(tmp_path, ROWS)
+    (chunk,) = list(open_table(path, required=()).chunks())
+    assert sorted(chunk.read_errors) == [3, 5]
+    (error,) = chunk.read_errors[3]
+    assert (error.code, error.field) == ("excel_number", "id_number")
+    assert "format the column as Text" in error.message
+    assert chunk.raw["ID Number"].tolist()[:2] == ["784199554586091", "784199554586091"]
+
+
+def test_sheet_is_chosen_by_name(tmp_path: Path) -> None:
+    """``sheet=`` reads another sheet; an unknown name lists the sheets there are."""
+    path = workbook(tmp_path, ROWS, extra_sheet="Branch 2")
+    table = open_table(path, sheet="Branch 2", required=())
+    assert table.info.sheet == "Branch 2"
+    (chunk,) = list(table.chunks())
+    assert chunk.rows["first_name"].tolist() == ["Other"]
+    assert chunk.row_numbers.tolist() == [2]
+    with pytest.raises(InputError, match=r"customers\.xlsx: no sheet named 'Nope'; "
+                                         r"sheets: Customers, Branch 2$"):
+        open_table(path, sheet="Nope", required=())
+
+
+def test_workbook_chunks_stream_in_order(tmp_path: Path) -> None:
+    """A sheet is handed out in chunks of the requested size, numbers continuing."""
+    rows: list[list[object]] = [[f"N{i}", None, f"{i:03d}", None, "AE", None, None]
+                                for i in range(7)]
+    table = open_table(workbook(tmp_path, rows), required=())
+    chunks = list(table.chunks(3))
+    assert [c.row_numbers.tolist() for c in chunks] == [[2, 3, 4], [5, 6, 7], [8]]
+    assert chunks[2].rows.loc[0, "id_number"] == "006"
+    assert chunks[1].raw.index.tolist() == [0, 1, 2]
+
+
+def test_blank_header_cells_get_a_stand_in_name(tmp_path: Path) -> None:
+    """A column with data under an empty header cell is kept under "(column N)"."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["first_name", None, "nationality"])
+    sheet.append(["Ann", "memo", "AE"])
+    path = tmp_path / "blank.xlsx"
+    book.save(path)
+    table = open_table(path, required=())
+    assert table.info.headers == ["first_name", "(column 2)", "nationality"]
+    assert next(iter(table.chunks())).raw["(column 2)"].tolist() == ["memo"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("x", "x"),
+        (12.0, "12"),
+        (1.5, "1.5"),
+        (7, "7"),
+        (True, "TRUE"),
+        (dt.date(2020, 2, 29), "2020-02-29"),
+        (dt.datetime(2020, 2, 29, 13, 5), "2020-02-29 13:05:00"),
+        (dt.time(9, 30), "09:30:00"),
+    ],
+)
+def test_cell_text(value: object, text: str) -> None:
+    """Cell values render as the text a user expects to see."""
+    assert cell_text(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (43831, "2020-01-01"),
+        (43831.75, "2020-01-01"),
+        (dt.datetime(2020, 1, 1, 23, 59), "2020-01-01"),
+        ("01/02/1990", "01/02/1990"),
+        (0, "0"),
+    ],
+)
+def test_date_cell_text(value: object, text: str) -> None:
+    """In a date column, serials and date-times become ISO dates; text is left for the rules."""
+    assert date_cell_text(value) == text

@@ -255,12 +255,7 @@ class Validator:
             if len(where) == 0:
                 continue
             e164 = self._phones.normalise(cols[column].iloc[where], regions.iloc[where])
-            bad_at = e164.to_numpy(dtype=object) == ""
-            text = cols[column].to_numpy(dtype=object).copy()
-            text[where[~bad_at]] = e164.to_numpy(dtype=object)[~bad_at]
-            out[column] = pd.Series(text, dtype="str")
-            bad = np.zeros(len(text), dtype=bool)
-            bad[where[bad_at]] = True
+            out[column], bad = _merge(cols[column], where, e164)
             found.add(
                 column,
                 Code.BAD_PHONE,
@@ -273,12 +268,7 @@ class Validator:
             if len(where) == 0:
                 continue
             normal = self._emails.normalise(cols[column].iloc[where])
-            bad_at = normal.to_numpy(dtype=object) == ""
-            text = cols[column].to_numpy(dtype=object).copy()
-            text[where[~bad_at]] = normal.to_numpy(dtype=object)[~bad_at]
-            out[column] = pd.Series(text, dtype="str")
-            bad = np.zeros(len(text), dtype=bool)
-            bad[where[bad_at]] = True
+            out[column], bad = _merge(cols[column], where, normal)
             found.add(column, Code.BAD_EMAIL, bad, "is not a valid e-mail address")
 
     def _ids(
@@ -366,6 +356,23 @@ class Validator:
             mask[rows[dup]] = True
             messages = [f"same ID as row {r}" for r in first[dup].tolist()]
             found.add("id_number", Code.DUPLICATE_IN_FILE, mask, messages)
+
+
+def _merge(
+    original: pd.Series, where: np.ndarray, normal: pd.Series
+) -> tuple[pd.Series, np.ndarray]:
+    """Put normalised values (for the rows ``where``) into a column, keeping the input where
+    the normaliser gave "" (invalid); also return the mask of those invalid rows."""
+    failed = (normal == "").to_numpy(dtype=bool, na_value=False)
+    bad = np.zeros(len(original), dtype=bool)
+    bad[where[failed]] = True
+    if len(where) == len(original):
+        # Every row had a value: stay in vectorised string land, no object round trip.
+        merged = normal.set_axis(original.index).where(~failed, original)
+        return merged, bad
+    text = original.to_numpy(dtype=object).copy()
+    text[where[~failed]] = normal.to_numpy(dtype=object)[~failed]
+    return pd.Series(text, index=original.index, dtype="str"), bad
 
 
 def _clip(value: str, limit: int = 20) -> str:

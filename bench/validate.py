@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from make_customers import COLUMNS, generate, write_csv  # noqa: E402
+from make_customers import COLUMNS  # noqa: E402
 
 from pipeline.masterdata import load_master_data  # noqa: E402
 from pipeline.settings import MANDATORY_COLUMNS, SAMPLE_DATA  # noqa: E402
@@ -108,16 +107,36 @@ print(json.dumps(stats))
 """
 
 
-def run_child(command: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run ``command``; return wall seconds and the finished process."""
+def _peak_rss_kib(pid: int) -> int:
+    """The process's own peak RSS so far (``VmHWM``), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_child(command: list[str]) -> tuple[float, float, int, str, str]:
+    """Run ``command``; return wall seconds, peak RSS in MB, exit code, stdout, stderr.
+
+    The peak is the child's ``VmHWM`` polled until it exits. ``RUSAGE_CHILDREN`` would be
+    wrong here: Linux charges a child with its parent's RSS at fork, and this process holds
+    the generated data.
+    """
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    return time.perf_counter() - started, done
-
-
-def peak_child_rss_mb() -> float:
-    """Largest peak RSS of any child waited for so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, _peak_rss_kib(child.pid))
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return elapsed, peak / 1024, child.returncode, out.read(), err.read()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,19 +154,23 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         data = work / "customers.csv"
         started = time.perf_counter()
-        write_csv(generate(args.rows, args.invalid_rate), data)
+        # Generated in a child so this process stays small while the others run.
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "make_customers.py"), "--rows",
+             str(args.rows), "--invalid-rate", str(args.invalid_rate), "--out", str(data)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
         size_mb = data.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in "
               f"{time.perf_counter() - started:.1f} s")
 
-        ours_s, done = run_child(
+        ours_s, ours_rss, code, _, stderr = run_child(
             [sys.executable, "-m", "pipeline.cli", "validate", str(data), "--out",
              str(work / "reports")]
         )
-        if done.returncode not in (0, 1):
-            print(f"onboard validate failed ({done.returncode}): {done.stderr.strip()}")
+        if code not in (0, 1):
+            print(f"onboard validate failed ({code}): {stderr.strip()}")
             return 1
-        ours_rss = peak_child_rss_mb()
         summary = json.loads((work / "reports" / "summary.json").read_text())
         ours_rate = args.rows / ours_s
         print(f"onboard validate : {ours_s:6.1f} s  {ours_rate:>9,.0f} rows/s  "
@@ -157,16 +180,17 @@ def main(argv: list[str] | None = None) -> int:
 
         schema_path = work / "schema.json"
         schema_path.write_text(json.dumps(table_schema()))
-        theirs_s, done = run_child(
+        theirs_s, theirs_rss, code, stdout, stderr = run_child(
             [sys.executable, "-c", FRICTIONLESS_SCRIPT, str(data), str(schema_path),
              str(args.frictionless_rows)]
         )
-        if done.returncode != 0:
-            print(f"frictionless failed: {done.stderr.strip()[-500:]}")
+        if code != 0:
+            print(f"frictionless failed: {stderr.strip()[-500:]}")
             return 1
-        stats = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = json.loads(stdout.strip().splitlines()[-1])
         theirs_rate = stats["rows"] / theirs_s
         print(f"frictionless     : {theirs_s:6.1f} s  {theirs_rate:>9,.0f} rows/s  "
+              f"peak RSS {theirs_rss:,.0f} MB  "
               f"({stats['rows']:,} rows, {stats['errors']:,} errors: {', '.join(stats['kinds'])})")
         ratio = ours_rate / theirs_rate
         print(f"ratio            : {ratio:.1f}x")

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,7 +60,8 @@ _SIGNED_SAFE = re.compile(r"[+-][0-9 ().\-]*")
 # The same test as one RE2 pattern for the vectorised path: a `+`/`-` cell is dangerous when
 # any later character is outside the safe set; (?s) lets `.` cross embedded newlines.
 _RE2_DANGEROUS = r"(?s)^(?:[=@\t\r]|[+-].*[^0-9 ().\-])"
-_TRIGGERS = pa.array([c.encode() for c in "=@\t\r+-"], type=pa.binary())
+_TRIGGER_BYTES = np.zeros(256, dtype=bool)
+_TRIGGER_BYTES[[ord(c) for c in "=@\t\r+-"]] = True
 # Characters an .xlsx file cannot hold at all (openpyxl refuses them); dropped in .xlsx only.
 _RE2_XLSX_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
@@ -85,12 +87,32 @@ def neutralise(value: str) -> str:
     return value
 
 
+def _has_trigger(values: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any cell starts with a byte that could make it a formula (``= @ + -`` tab CR).
+
+    Reads the first byte of every cell straight from the Arrow buffers: far cheaper than a
+    regular expression, and most columns (names, codes, dates) never hold such a byte.
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        if data_buffer is None or data_buffer.size == 0:
+            continue
+        width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+        offsets = np.frombuffer(offsets_buffer, dtype=width)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ].astype(np.int64, copy=False)
+        starts = offsets[:-1][offsets[1:] > offsets[:-1]]
+        if _TRIGGER_BYTES[np.frombuffer(data_buffer, dtype=np.uint8)[starts]].any():
+            return True
+    return False
+
+
 def _neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Vectorised ``neutralise`` over an Arrow string array (same rules, RE2 engine)."""
-    # A one-byte prefix test first: most columns hold no trigger character at all, and this
-    # is several times cheaper than the regular expression.
-    first_bytes = pc.binary_slice(values.cast(pa.large_binary()), 0, 1)
-    if not pc.any(pc.is_in(first_bytes, value_set=_TRIGGERS)).as_py():
+    if not _has_trigger(values):
         return values
     dangerous = pc.match_substring_regex(values, _RE2_DANGEROUS)
     if not pc.any(dangerous).as_py():
@@ -131,28 +153,45 @@ def validation_outcomes(
 
     ``errors`` is keyed by row number and holds only rows with errors; every other row is
     ``valid``. The frame has the chunk's index so it lines up with the chunk's raw frame.
+    Columns are Arrow-backed and built column-wise: only the failing rows cost Python work.
     """
-    numbers = row_numbers.to_numpy()
+    numbers = row_numbers.to_numpy(dtype=np.int64)
     count = len(numbers)
-    outcome = [VALID] * count
-    codes = [""] * count
-    fields = [""] * count
-    messages = [""] * count
-    if errors:
-        position = {int(number): i for i, number in enumerate(numbers)}
-        for number, row_errors in errors.items():
-            i = position.get(int(number))
-            if i is None or not row_errors:
-                continue
-            outcome[i] = Outcome.INVALID.value
-            codes[i], fields[i], messages[i] = join_errors(row_errors)
+    failing = sorted((int(n), list(e)) for n, e in errors.items() if e)
+    keys = np.array([n for n, _ in failing], dtype=np.int64)
+    # Row numbers rise through a chunk, so a binary search finds each failing row.
+    positions = np.searchsorted(numbers, keys) if len(keys) else keys
+    found = positions < count
+    found[found] &= numbers[positions[found]] == keys[found]
+    mask = np.zeros(count, dtype=bool)
+    mask[positions[found]] = True
+    joined = [join_errors(e) for (_, e), ok in zip(failing, found, strict=True) if ok]
+    empty = pa.array(np.full(count, "", dtype=object), type=pa.large_string())
+    outcome = pc.if_else(
+        pa.array(mask),
+        pa.scalar(Outcome.INVALID.value, pa.large_string()),
+        pa.scalar(VALID, pa.large_string()),
+    )
+
+    def scatter(part: int) -> pa.Array:
+        if not joined:
+            return empty
+        values = pa.array([j[part] for j in joined], type=pa.large_string())
+        return pc.replace_with_mask(empty, pa.array(mask), values)
+
+    columns = {
+        "row_number": pd.Series(numbers, index=row_numbers.index),
+        "outcome": outcome,
+        "error_code": scatter(0),
+        "error_field": scatter(1),
+        "error_message": scatter(2),
+    }
     return pd.DataFrame(
         {
-            "row_number": numbers,
-            "outcome": outcome,
-            "error_code": codes,
-            "error_field": fields,
-            "error_message": messages,
+            name: column
+            if isinstance(column, pd.Series)
+            else pd.Series(pd.arrays.ArrowExtensionArray(column), index=row_numbers.index)
+            for name, column in columns.items()
         },
         index=row_numbers.index,
     )
@@ -248,7 +287,8 @@ class ReportWriter:
         table = pa.Table.from_arrays(arrays, schema=self._schema)
         csv_table = table.add_column(row_position, pa.field("row_number", pa.int64()), numbers)
         if self._csv_writer is None:
-            options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+            # Quoting every cell skips the writer's per-cell scan for characters needing quotes.
+            options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
             self._csv_writer = pacsv.CSVWriter(
                 self._csv_file, csv_table.schema, write_options=options
             )

@@ -59,6 +59,17 @@ def test_vectorised_neutralise_agrees_with_scalar() -> None:
     assert result == [expected for _, expected in NEUTRALISE_TABLE]
 
 
+@pytest.mark.parametrize("arrow_type", [pa.string(), pa.large_string()])
+def test_vectorised_neutralise_on_slices_and_chunks(arrow_type: pa.DataType) -> None:
+    """Sliced and chunked Arrow columns (as pandas hands them over) are read correctly."""
+    cells = ["Ahmed", "=1+1", "", "+971501234567", "@x", "plain"]
+    whole = pa.array(cells, type=arrow_type)
+    chunked = pa.chunked_array([whole.slice(0, 2), whole.slice(2)])
+    assert _neutralise_array(whole.slice(2)).to_pylist() == ["", "+971501234567", "'@x", "plain"]
+    assert _neutralise_array(whole.slice(5)).to_pylist() == ["plain"]
+    assert _neutralise_array(chunked).to_pylist() == [neutralise(c) for c in cells]
+
+
 def _read_csv(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.reader(handle))
@@ -114,6 +125,18 @@ def test_errors_joined_in_order_one_row_per_input_row(tmp_path: Path) -> None:
         "First name is missing | Not an email address",
     ]
     assert rows[3][2:] == ["invalid", "unknown_code", "gender", "Unknown gender 'Q'"]
+
+
+def test_outcomes_follow_the_chunk_index_and_row_numbers() -> None:
+    """Outcome columns line up with a chunk whose index does not start at 0."""
+    numbers = pd.Series([50_001, 50_002, 50_003], index=[50_000, 50_001, 50_002])
+    errors = {50_002: [RowError("bad_id", "id_number", "check digit is wrong")], 7: []}
+    frame = validation_outcomes(numbers, errors)
+    assert list(frame.index) == [50_000, 50_001, 50_002]
+    assert frame["row_number"].tolist() == [50_001, 50_002, 50_003]
+    assert frame["outcome"].tolist() == ["valid", "invalid", "valid"]
+    assert frame["error_code"].tolist() == ["", "bad_id", ""]
+    assert frame["error_message"].tolist() == ["", "check digit is wrong", ""]
 
 
 def test_cells_and_headers_neutralised_in_csv_and_xlsx(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ _EXCEL_EPOCH = dt.date(1899, 12, 30)
 _MAX_SERIAL = 2958465  # 9999-12-31
 _MIDNIGHT = dt.time()
 _LINE_BREAK = re.compile(b"\n")
+_SEP_LINE = re.compile(r"sep=([,;\t|])\r?\n")
 
 
 def blank_header(position: int) -> str:
@@ -85,6 +86,8 @@ class FileFacts:
     size: int
     encoding: str | None = None
     has_quotes: bool = True
+    # An odd number of quote characters hints at a quoted value that is never closed.
+    odd_quotes: bool = False
 
 
 @dataclass(slots=True)
@@ -135,13 +138,23 @@ def inspect_file(path: Path) -> FileFacts:
     encoding = _bom_encoding(head) or _utf16_without_bom(head)
     if encoding is None and b"\x00" in head:
         raise InputError(f"{path}: not a table (binary content, not text)")
-    if encoding is not None:
+    if encoding is not None and encoding != "utf-8-sig":
         return FileFacts(path, "csv", _scan(path, check_utf8=False).sha256, size, encoding)
     scan = _scan(path, check_utf8=True, quote=b'"')
     if scan.utf8_ok:
-        return FileFacts(path, "csv", scan.sha256, size, "utf-8", scan.quote_found)
+        return FileFacts(
+            path, "csv", scan.sha256, size, encoding or "utf-8", scan.quotes > 0,
+            scan.quotes % 2 == 1,
+        )
+    if encoding == "utf-8-sig":
+        raise InputError(
+            f"{path}: starts with a UTF-8 marker but is not UTF-8 text "
+            f"(bad byte at offset {scan.bad_offset}); save it again as UTF-8"
+        )
     legacy = _legacy_encoding(path, head, scan.bad_offset)
-    return FileFacts(path, "csv", scan.sha256, size, legacy, scan.quote_found)
+    return FileFacts(
+        path, "csv", scan.sha256, size, legacy, scan.quotes > 0, scan.quotes % 2 == 1
+    )
 
 
 @dataclass(slots=True)
@@ -149,7 +162,7 @@ class _Scan:
     sha256: str = ""
     utf8_ok: bool = True
     bad_offset: int = 0
-    quote_found: bool = False
+    quotes: int = 0
     marker_found: bool = False
 
 
@@ -174,8 +187,8 @@ def _scan(
                     except UnicodeDecodeError as exc:
                         result.utf8_ok = False
                         result.bad_offset = max(0, offset - len(pending) + exc.start)
-            if quote and not result.quote_found and quote in block:
-                result.quote_found = True
+            if quote:
+                result.quotes += block.count(quote)
             if marker and not result.marker_found:
                 result.marker_found = marker in tail + block
                 tail = block[-len(marker) :]
@@ -293,13 +306,17 @@ class CsvReader:
         self.encoding = facts.encoding or "utf-8"
         self.has_quotes = facts.has_quotes
         sample = _text_sample(self.path, self.encoding)
-        self.delimiter = sniff_delimiter(sample)
+        # Excel honours (and some exports write) a first line "sep=;" naming the delimiter.
+        declared = _SEP_LINE.match(sample)
+        self.delimiter = declared.group(1) if declared else sniff_delimiter(sample)
         reader = csv.reader(io.StringIO(sample, newline=""), delimiter=self.delimiter)
         header: list[str] = []
         self._records_before_data = 0
         try:
             for record in reader:
                 self._records_before_data += 1
+                if declared and self._records_before_data == 1:
+                    continue
                 if any(cell.strip() for cell in record):
                     header = record
                     break
@@ -312,6 +329,14 @@ class CsvReader:
         self.headers = [
             cell.strip() or blank_header(i) for i, cell in enumerate(header, start=1)
         ]
+        if facts.odd_quotes:
+            # pyarrow would silently read everything after an unclosed quote as one value.
+            line = self._unclosed_quote_line()
+            if line is not None:
+                raise InputError(
+                    f"{self.path}: line {line} opens a quoted value that is never closed "
+                    "(the rest of the file would become one cell)"
+                )
 
     def _arrow_encoding(self) -> str:
         # pyarrow skips a UTF-8 BOM itself and decodes UTF-8 natively (no transcoding cost).
@@ -341,7 +366,9 @@ class CsvReader:
                     ignore_empty_lines=False,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
+                    # pandas keeps Arrow strings as large_string; reading them that way
+                    # spares a cast (a copy of every offset) when chunks become DataFrames.
+                    column_types=dict.fromkeys(names, pa.large_string()),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                     null_values=[],
@@ -400,6 +427,22 @@ class CsvReader:
         frame = table.to_pandas()
         frame.columns = pd.Index(self.headers)
         return RawFrame(frame, starts.astype(np.int64), arrow=table), next_line
+
+    def _unclosed_quote_line(self) -> int | None:
+        """Line where a record starts whose quoted value runs to the end of the file."""
+        with self.path.open(encoding=self.encoding, newline="", errors="replace") as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
+            while True:
+                start = reader.line_num + 1
+                try:
+                    next(reader)
+                except StopIteration:
+                    return None
+                except csv.Error as exc:
+                    # Strict mode also objects to stray quotes pyarrow reads literally; only
+                    # running off the end inside quotes is the fatal case.
+                    if "unexpected end of data" in str(exc):
+                        return start
 
     def _explain_parse_failure(self) -> InputError:
         """Re-read with the csv module to find the first record whose field count is off."""

@@ -302,3 +302,22 @@ def test_id_numbers_excel_turned_into_numbers_are_read_errors(tmp_path: Path) ->
 def test_input_error_is_one_class_everywhere() -> None:
     """ingest re-exports the schema's InputError, so one except clause catches both."""
     assert InputError is SchemaInputError
+
+
+def test_excel_sep_line_names_the_delimiter(tmp_path: Path) -> None:
+    """A first line "sep=;" (written and honoured by Excel) sets the delimiter and is not the
+    header; numbering still counts it."""
+    path = write(tmp_path, "sep=;\nfirst_name;last_name\nLee, Ann;Dubai, UAE\n")
+    table = open_table(path, required=())
+    assert (table.info.delimiter, table.info.headers) == (";", ["first_name", "last_name"])
+    chunk = read_all(table)[0]
+    assert chunk.raw.iloc[0].tolist() == ["Lee, Ann", "Dubai, UAE"]
+    assert chunk.row_numbers.tolist() == [3]
+
+
+def test_stray_quotes_inside_values_are_kept(tmp_path: Path) -> None:
+    """A quote inside an unquoted value (odd quote count, but no open quote) is plain text."""
+    path = write(tmp_path, 'first_name,notes\nAnn,5" screen\nBob,x\n')
+    chunk = read_all(open_table(path, required=()))[0]
+    assert chunk.raw["notes"].tolist() == ['5" screen', "x"]
+    assert chunk.row_numbers.tolist() == [2, 3]

@@ -140,3 +140,18 @@ def test_rows_with_the_wrong_number_of_fields_name_the_line(
 def test_committed_ragged_file_is_refused() -> None:
     """The hand-made ragged file in tests/data is refused naming its line 3."""
     fails(DATA / "ragged.csv", "line 3 has 4 fields", required=())
+
+
+def test_unclosed_quote_names_its_line(tmp_path: Path) -> None:
+    """A quote opened and never closed would swallow the rest of the file into one cell: the
+    file is refused, naming the line where that record starts."""
+    path = tmp_path / "in.csv"
+    path.write_text('first_name,last_name\nAnn,Lee\nBob,"Ray\nCy,Day\nDee,Eve\n')
+    fails(path, "line 3 opens a quoted value that is never closed", required=())
+
+
+def test_bom_with_broken_utf8_is_refused(tmp_path: Path) -> None:
+    """A file that claims UTF-8 by its marker but holds other bytes says so."""
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbffirst_name\nRen\xe9\n")
+    fails(path, "starts with a UTF-8 marker but is not UTF-8", required=())

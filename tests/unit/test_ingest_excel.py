@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -143,3 +144,52 @@ def test_cell_text(value: object, text: str) -> None:
 def test_date_cell_text(value: object, text: str) -> None:
     """In a date column, serials and date-times become ISO dates; text is left for the rules."""
     assert date_cell_text(value) == text
+
+
+def _ods(path: Path) -> Path:
+    """A minimal OpenDocument spreadsheet: one sheet, a date cell and a float ID cell."""
+    cell = '<table:table-cell office:value-type="{0}" {1}><text:p>{2}</text:p></table:table-cell>'
+    header = "".join(cell.format("string", "", h) for h in ("first_name", "date_of_birth",
+                                                          "id_number"))
+    data = (cell.format("string", "", "Ann")
+            + cell.format("date", 'office:date-value="1990-01-02"', "02.01.1990")
+            + cell.format("float", 'office:value="784199554586091"', "784199554586091"))
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Kunden">'
+        f"<table:table-row>{header}</table:table-row><table:table-row>{data}</table:table-row>"
+        "</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+        'manifest:version="1.2"><manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"),
+                         "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_ods_is_read_like_xlsx(tmp_path: Path) -> None:
+    """An .ods sheet is recognised by content; date cells and numeric IDs behave as in xlsx."""
+    table = open_table(_ods(tmp_path / "kunden.ods"), required=())
+    assert (table.info.format, table.info.sheet) == ("ods", "Kunden")
+    (chunk,) = list(table.chunks())
+    assert chunk.rows.loc[0, "date_of_birth"] == "1990-01-02"
+    assert [e.code for e in chunk.read_errors[2]] == ["excel_number"]
+
+
+def test_workbook_is_recognised_by_content_not_name(tmp_path: Path) -> None:
+    """An xlsx saved under a .csv name is still read as a workbook."""
+    path = workbook(tmp_path, ROWS, name="export.csv")
+    table = open_table(path, required=())
+    assert table.info.format == "xlsx"
+    assert next(iter(table.chunks())).rows.loc[0, "first_name"] == "Ann"

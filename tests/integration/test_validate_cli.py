@@ -178,8 +178,8 @@ def test_document_size_limit_comes_from_settings(tmp_path: Path) -> None:
     assert (row["error_code"], row["error_field"]) == ("file_too_large", "id_front_file")
 
 
-def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
-    """Case name → (arguments, text the one-line message must contain)."""
+def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], str, dict[str, str]]]:
+    """Case name → (arguments, text the one-line message must contain, environment)."""
     empty = tmp / "empty.csv"
     empty.write_bytes(b"")
     headers_only = tmp / "few_columns.csv"
@@ -191,14 +191,18 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     out_file = tmp / "taken"
     out_file.write_text("not a directory")
     sample = str(SAMPLES / "customers.csv")
+    workbook = str(SAMPLES / "customers.xlsx")
+    bad_age = {"ONBOARD_VALIDATION__MIN_AGE_YEARS": "eighteen"}
     return {
-        "empty": ([str(empty)], "empty.csv"),
-        "missing_columns": ([str(headers_only)], "few_columns.csv"),
-        "not_a_table": ([str(binary)], "photo.csv"),
-        "no_such_file": ([str(tmp / "nowhere.csv")], "nowhere.csv"),
-        "bad_column_map": ([sample, "--column-map", str(bad_map)], "map.toml"),
-        "no_master_data": ([sample, "--master-data", str(tmp / "nomd")], "nomd"),
-        "out_is_a_file": ([sample, "--out", str(out_file)], "taken"),
+        "empty": ([str(empty)], "empty.csv", {}),
+        "missing_columns": ([str(headers_only)], "few_columns.csv", {}),
+        "not_a_table": ([str(binary)], "photo.csv", {}),
+        "no_such_file": ([str(tmp / "nowhere.csv")], "nowhere.csv", {}),
+        "bad_column_map": ([sample, "--column-map", str(bad_map)], "map.toml", {}),
+        "no_master_data": ([sample, "--master-data", str(tmp / "nomd")], "nomd", {}),
+        "out_is_a_file": ([sample, "--out", str(out_file)], "taken", {}),
+        "unknown_sheet": ([workbook, "--sheet", "Nope"], "Nope", {}),
+        "bad_setting": ([sample], "ONBOARD_VALIDATION__MIN_AGE_YEARS", bad_age),
     }
 
 
@@ -212,13 +216,15 @@ def _unusable_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "bad_column_map",
         "no_master_data",
         "out_is_a_file",
+        "unknown_sheet",
+        "bad_setting",
     ],
 )
 def test_unusable_input_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
     """A file, column map, master data or option that cannot be used: exit 2, one line on
     stderr naming the culprit, no traceback, and no report written."""
-    args, named = _unusable_cases(tmp_path)[case]
-    done = run_validate(*args, cwd=tmp_path)
+    args, named, env = _unusable_cases(tmp_path)[case]
+    done = run_validate(*args, cwd=tmp_path, env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

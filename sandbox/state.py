@@ -166,6 +166,14 @@ class SandboxState:
     def draw_faults(self, endpoint: str) -> Faults:
         """Draw this call's random faults from the seeded generator."""
         config = self.config
+        if not (
+            config.fault_429
+            or config.fault_timeout
+            or config.fault_502
+            or config.fault_45006
+            or config.fault_502_after_commit
+        ):
+            return NO_FAULTS
         draw = self._draw
         faults = Faults(
             too_many=draw(config.fault_429, "fault_429"),

@@ -254,7 +254,7 @@ def test_refresh_rotates_and_used_refresh_token_is_dead(
 
 def test_expired_access_token_gets_gateway_401(sandbox: SandboxHandle, http: httpx.Client) -> None:
     """Once its lifetime has passed an access token is refused with the gateway's 401 body."""
-    sandbox.configure(token_ttl=1)
+    sandbox.configure(token_ttl=2)
     token = http.post(TOKEN_PATH, data=password_form()).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert lookup(http, headers, EXISTING).status_code == 200
@@ -651,13 +651,16 @@ def test_non_final_statuses_show_in_create_and_status(
 def test_slow_id_outlasts_a_short_client_timeout(
     sandbox: SandboxHandle, http: httpx.Client, auth: dict[str, str]
 ) -> None:
-    """Calls for the slow ID wait slow_ms: a client timeout well below it expires while a
-    normal ID answers within the same timeout."""
-    sandbox.configure(slow_ms=1500)
-    with httpx.Client(base_url=sandbox.base_url, timeout=0.3) as impatient:
-        assert lookup(impatient, auth, PLAIN).status_code == 200
-        with pytest.raises(httpx.ReadTimeout):
-            lookup(impatient, auth, SLOW)
+    """Calls for the slow ID wait slow_ms, so a client timeout well below it expires; with
+    slow_ms 0 the same ID answers at once."""
+    sandbox.configure(slow_ms=2000)
+    with (
+        httpx.Client(base_url=sandbox.base_url, timeout=0.5) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        lookup(impatient, auth, SLOW)
+    sandbox.configure(slow_ms=0)
+    assert lookup(http, auth, SLOW).json()["errorCode"] == 45001
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -784,7 +787,7 @@ def test_counters_track_concurrency_and_calls(sandbox: SandboxHandle, auth: dict
     assert statuses == [200] * workers
     stats = sandbox.stats()
     assert 2 <= stats["peak_concurrency"] <= workers
-    assert stats["peak_rps"] == workers
+    assert 2 <= stats["peak_rps"] <= workers
     assert stats["in_flight"] == 0
     assert stats["calls"]["lookup"] == {"200": workers}
     assert stats["requests_total"] == workers

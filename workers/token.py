@@ -273,7 +273,15 @@ class TokenBroker:
                     stored = self._read()
                     if stored is not None and self._acceptable(stored, failed, self._clock()):
                         return self._adopt(stored)
-                    record = self._grant(stored, after_401=failed is not None)
+                    # A refused token we still hold as fresh was revoked; one past its
+                    # refresh point merely expired (e.g. while queued at the partner).
+                    revoked = (
+                        failed is not None
+                        and stored is not None
+                        and stored.access_token == failed
+                        and self._fresh(stored, self._clock())
+                    )
+                    record = self._grant(stored, revoked=revoked)
                     self._write(record)
                     return self._adopt(record)
                 finally:
@@ -323,16 +331,16 @@ class TokenBroker:
             # The lock expires by itself after token_lock_seconds.
             log.warning("token.unlock_failed")
 
-    def _grant(self, stored: TokenRecord | None, *, after_401: bool = False) -> TokenRecord:
+    def _grant(self, stored: TokenRecord | None, *, revoked: bool = False) -> TokenRecord:
         """Fetch a new token set: refresh grant while the refresh token lives, else password.
 
-        After a 401 for the current token the password grant is used directly: the partner
-        revoked a token we hold as unexpired, which (Keycloak) revokes its session and with it
-        the refresh token, so trying it would only cost a refused call.
+        ``revoked``: the partner refused (401) a token we hold as fresh. Revocation ends the
+        session (Keycloak) and with it the refresh token, so the password grant is used
+        directly instead of a refresh that could only be refused.
         """
         now = self._clock()
         if (
-            not after_401
+            not revoked
             and stored is not None
             and stored.refresh_token
             and (stored.refresh_expires_at is None or now < stored.refresh_expires_at - 1.0)

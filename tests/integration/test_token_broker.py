@@ -207,6 +207,20 @@ def test_refresh_after_401_renews_only_the_current_token(rclient: redis.Redis) -
     assert keycloak.grants == Counter({"password": 2})
 
 
+def test_401_for_a_token_past_its_refresh_point_uses_the_refresh_grant(
+    rclient: redis.Redis,
+) -> None:
+    """A 401 for a token that was due for renewal anyway (it expired in flight) is an expiry,
+    not a revocation: the refresh grant is used."""
+    clock = Clock()
+    keycloak = FakeKeycloak(clock, ttl=100)
+    broker = make(rclient, keycloak, clock)
+    first = broker.get()
+    clock.now += 95
+    assert broker.refresh(first) != first
+    assert keycloak.grants == Counter({"password": 1, "refresh_token": 1})
+
+
 def test_waiter_keeps_using_a_valid_token_while_another_process_renews(
     rclient: redis.Redis,
 ) -> None:

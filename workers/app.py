@@ -44,6 +44,18 @@ def check_timing(settings: Settings) -> None:
             f"{prefix}TASK_SOFT_TIME_LIMIT_SECONDS ({p.task_soft_time_limit_seconds}) must be "
             f"below {prefix}TASK_TIME_LIMIT_SECONDS ({p.task_time_limit_seconds})"
         )
+    # A create claim that expires while its create is still in flight would let a second
+    # worker create the same customer: the claim must outlive the slowest possible call.
+    partner = settings.partner
+    slowest_call = (
+        partner.connect_timeout + partner.write_timeout + partner.read_timeout
+        + partner.pool_timeout
+    )
+    if p.claim_ttl_seconds <= slowest_call:
+        raise ConfigError(
+            f"{prefix}CLAIM_TTL_SECONDS ({p.claim_ttl_seconds}) must exceed the partner "
+            f"timeouts together ({slowest_call:g} s: connect + write + read + pool)"
+        )
     for name, value in (
         ("TASK_TIME_LIMIT_SECONDS", p.task_time_limit_seconds),
         ("BACKOFF_MAX_SECONDS", p.backoff_max_seconds),

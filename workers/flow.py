@@ -192,16 +192,18 @@ async def _lookup_then_onboard(
                 return final
             continue
 
-        if not await store.begin_create(
-            row.id_type, row.id_number, owner, row.batch_id, policy.claim_ttl_seconds
-        ):
+        # The claim is taken inside the rate slot so it is held only for the HTTP call
+        # itself, never while queueing for the limiter: its TTL must outlast the call.
+        async with limiter.slot():
+            claimed = await store.begin_create(
+                row.id_type, row.id_number, owner, row.batch_id, policy.claim_ttl_seconds
+            )
+            created = await client.onboard(row.body) if claimed else None
+        if created is None:
             # Another worker is creating this customer right now: wait until it has an
             # answer (or its claim expired), then start again at the lookup.
             await _wait_for_claim(store, row, policy)
             continue
-
-        async with limiter.slot():
-            created = await client.onboard(row.body)
         state.calls["onboard"] += 1
         if isinstance(created, Onboarded):
             await store.finish_customer(

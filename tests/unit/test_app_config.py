@@ -56,10 +56,11 @@ def test_time_limits_stay_far_below_the_visibility_timeout() -> None:
         ({"backoff_max_seconds": 1800.0}, "BACKOFF_MAX_SECONDS"),
         ({"task_soft_time_limit_seconds": 700, "task_time_limit_seconds": 660},
          "TASK_SOFT_TIME_LIMIT_SECONDS"),
+        ({"claim_ttl_seconds": 60}, "CLAIM_TTL_SECONDS"),
     ],
 )
 def test_unsafe_timing_is_refused_naming_the_setting(knobs: dict[str, object], named: str) -> None:
-    """Limits or backoff that could let Redis redeliver a running chunk are refused."""
+    """Limits, backoff or claim TTLs that could run a chunk or a create twice are refused."""
     with pytest.raises(ConfigError, match=named):
         celery_config(_settings(**knobs))
 

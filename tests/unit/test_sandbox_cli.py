@@ -81,3 +81,19 @@ def test_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert err.count("\n") == 1
+
+
+def test_onboard_sandbox_forwards_to_the_sandbox_command_line() -> None:
+    """`onboard sandbox --help` shows the sandbox's own option list, and a bad knob given
+    through `onboard sandbox` exits with code 2."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["sandbox", "--help"])
+    assert shown.exit_code == 0
+    assert "--fault-502-after-commit" in shown.output
+    assert "onboard sandbox" in shown.output
+    refused = runner.invoke(app, ["sandbox", "--rps-limit", "-1"])
+    assert refused.exit_code == 2

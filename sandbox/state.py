@@ -236,9 +236,12 @@ class SandboxState:
     # -- lookup ---------------------------------------------------------------------------
 
     def parse_lookup(self, raw: bytes) -> tuple[str, str] | Reply:
-        """The lookup's (idType, idNumber), or the 40001 answer for an implausible body."""
+        """The lookup's (idType, idNumber), or the 40001 answer for an implausible body or an
+        idType that is not an ID-type code."""
         key = lookup_key(_json(raw))
-        return key if key is not None else Reply(200, responses.LOOKUP_BAD_REQUEST)
+        if key is None or key[0] not in self.master["id_types"].codes:
+            return Reply(200, responses.LOOKUP_BAD_REQUEST)
+        return key
 
     def lookup(self, id_type: str, id_number: str, faults: Faults) -> Reply:
         """Answer a plausible lookup (always HTTP 200; the body tells the cases apart)."""

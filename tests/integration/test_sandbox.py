@@ -402,6 +402,7 @@ def test_lookup_internal_error_once_fires_once_per_id_until_reset(
         {"idType": "4", "idNumber": "784-1990-1234567-1"},
         {"idType": "4"},
         {"idType": "4444", "idNumber": "784199012345678"},
+        {"idType": "99", "idNumber": "784199012345678"},
         {"idType": 4, "idNumber": "784199012345678"},
         ["not", "an", "object"],
     ],
@@ -409,7 +410,8 @@ def test_lookup_internal_error_once_fires_once_per_id_until_reset(
 def test_implausible_lookup_is_bad_request(
     sandbox: SandboxHandle, http: httpx.Client, auth: dict[str, str], payload: object
 ) -> None:
-    """An empty, over-long or non-alphanumeric idNumber (or a malformed body) gets 40001."""
+    """An empty, over-long or non-alphanumeric idNumber, an idType that is no ID-type code,
+    or a malformed body gets 40001."""
     response = http.post(LOOKUP_PATH, json=payload, headers=auth)
     assert response.status_code == 200
     assert response.json() == failure(400, 40001, "Invalid format input")

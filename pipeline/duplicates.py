@@ -1,39 +1,77 @@
 """Which rows repeat an ID already seen earlier in the same file, in bounded memory.
 
-Each (id_type, id_number) key is kept as a 64-bit hash plus the row number where it first
-appeared: 16 bytes a key, about 16 MB for a million distinct IDs, instead of several hundred
-bytes for a Python dict of strings. Keys live in a few sorted numpy runs, merged now and then,
-so a lookup is a binary search. Python's string hash is a keyed 64-bit SipHash, stable within
-one process; a false match between two different IDs has a chance of about n^2 / 2^65
-(3e-8 for a million rows).
+Keys are kept per ID type as 64-bit integers plus the row number where each first appeared:
+16 bytes a key, about 16 MB for a million distinct IDs, instead of several hundred bytes for
+a Python dict of strings. An ID number of up to 18 digits without a leading zero (every
+Emirates ID) *is* its own integer key, so it is compared exactly. Any other number is keyed
+by Python's string hash (a keyed 64-bit SipHash, stable within one process) in a separate key
+space; a false match between two such IDs has a chance of about n^2 / 2^65 (3e-8 for a
+million rows). Keys live in a few sorted numpy runs, merged now and then, so a lookup is a
+binary search.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import columns
 
 _MAX_RUNS = 4
+_EXACT = r"[1-9][0-9]{0,17}"
 
 
 class DuplicateTracker:
-    """Remembers the first row of every key across the chunks of one file."""
+    """Remembers the first row of every (ID type, ID number) across the chunks of one file."""
 
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._spaces: dict[Hashable, list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def first_rows(self, keys: list[str], rows: np.ndarray) -> np.ndarray:
-        """For each key, the row number where it first appeared if that was an earlier row,
-        else 0; then remember the keys first seen here. ``rows`` must increase."""
+    def first_rows_of_ids(
+        self, id_types: pd.Series, id_numbers: pd.Series, rows: np.ndarray
+    ) -> np.ndarray:
+        """For each (type, number) the earlier row it first appeared on, else 0; remembers
+        the new ones. ``rows`` (the rows' numbers) must increase."""
+        result = np.zeros(len(rows), dtype=np.int64)
+        kinds = id_types.unique().tolist()
+        for kind in kinds:
+            of_kind = (
+                np.arange(len(rows))
+                if len(kinds) == 1
+                else np.flatnonzero((id_types == kind).to_numpy())
+            )
+            numbers = id_numbers if len(of_kind) == len(rows) else id_numbers.iloc[of_kind]
+            exact = numbers.str.fullmatch(_EXACT).to_numpy(dtype=bool, na_value=False)
+            where = np.flatnonzero(exact)
+            if len(where):
+                subset = numbers if len(where) == len(numbers) else numbers.iloc[where]
+                keys = pc.cast(columns.arrow(subset), pa.int64()).to_numpy()
+                result[of_kind[where]] = self.first_rows((kind, "n"), keys, rows[of_kind[where]])
+            other = np.flatnonzero(~exact)
+            if len(other):
+                texts = numbers.iloc[other].tolist()
+                keys = np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts))
+                result[of_kind[other]] = self.first_rows((kind, "h"), keys, rows[of_kind[other]])
+        return result
+
+    def first_rows(self, space: Hashable, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each integer key of ``space``, the earlier row it first appeared on, else 0;
+        then remember the keys first seen here. ``rows`` must increase."""
+        runs = self._spaces.setdefault(space, [])
         n = len(keys)
-        hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=n)
+        keys = np.asarray(keys, dtype=np.int64)
         rows = np.asarray(rows, dtype=np.int64)
         earlier = np.zeros(n, dtype=np.int64)
-        for run_keys, run_rows in self._runs:
-            pos = np.searchsorted(run_keys, hashes).clip(max=len(run_keys) - 1)
-            hit = (run_keys[pos] == hashes) & (earlier == 0)
+        for run_keys, run_rows in runs:
+            pos = np.searchsorted(run_keys, keys).clip(max=len(run_keys) - 1)
+            hit = (run_keys[pos] == keys) & (earlier == 0)
             earlier[hit] = run_rows[pos[hit]]
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
         starts = np.ones(n, dtype=bool)
         starts[1:] = ordered[1:] != ordered[:-1]
         # With a stable sort the first element of each group is its first row in this chunk.
@@ -44,10 +82,10 @@ class DuplicateTracker:
         result = np.where(earlier != 0, earlier, in_chunk)
         new = starts & (earlier[order] == 0)
         if new.any():
-            self._runs.append((ordered[new], rows[order][new]))
-        if len(self._runs) > _MAX_RUNS:
-            merged_keys = np.concatenate([k for k, _ in self._runs])
-            merged_rows = np.concatenate([r for _, r in self._runs])
+            runs.append((ordered[new], rows[order][new]))
+        if len(runs) > _MAX_RUNS:
+            merged_keys = np.concatenate([k for k, _ in runs])
+            merged_rows = np.concatenate([r for _, r in runs])
             merge_order = np.argsort(merged_keys, kind="stable")
-            self._runs = [(merged_keys[merge_order], merged_rows[merge_order])]
+            runs[:] = [(merged_keys[merge_order], merged_rows[merge_order])]
         return result

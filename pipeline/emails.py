@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from pipeline import columns
+
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 PLAIN_EMAIL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}"
@@ -49,13 +51,13 @@ class EmailNormaliser:
         self._cache[value] = result
         return str(result)
 
-    def normalise(self, values: pd.Series) -> pd.Series:
-        """Normalised address for each value ("" when invalid)."""
-        out = np.full(len(values), "", dtype=object)
-        plain = values.str.fullmatch(PLAIN_EMAIL).to_numpy(dtype=bool, na_value=False).copy()
-        where = np.flatnonzero(plain)
+    def normalise(self, values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        """Normalised address for each value (the value itself where invalid), and validity."""
+        valid = values.str.fullmatch(PLAIN_EMAIL).to_numpy(dtype=bool, na_value=False).copy()
+        pieces: list[tuple[np.ndarray, pd.Series]] = []
+        where = np.flatnonzero(valid)
         if len(where):
-            candidates = values.iloc[where]
+            candidates = values if len(where) == len(values) else values.iloc[where]
             # Up to 65 characters neither part can pass its limit; longer ones are measured.
             fits = candidates.str.len().to_numpy() <= _MAX_PLAIN_LOCAL + 1
             long = np.flatnonzero(~fits)
@@ -67,26 +69,32 @@ class EmailNormaliser:
             upper = candidates.str.contains("@.*[A-Z]", regex=True).to_numpy(
                 dtype=bool, na_value=False
             )
-            lower = fits & ~upper
-            special = candidates.str.endswith(_SPECIAL_SUFFIXES).to_numpy(
-                dtype=bool, na_value=False
+            special = (
+                candidates.str.endswith(_SPECIAL_SUFFIXES)
+                .to_numpy(dtype=bool, na_value=False)
+                .copy()
             )
-            lower &= ~special
-            out[where[lower]] = candidates.iloc[np.flatnonzero(lower)].to_numpy(dtype=object)
             mixed = np.flatnonzero(fits & upper)
             if len(mixed):
-                out[where[mixed]] = [
-                    _lower_domain(v) for v in candidates.iloc[mixed].tolist()
-                ]
-            plain[where[~fits | special]] = False
-        rest = np.flatnonzero(~plain)
+                lowered = [_lower_domain(v) for v in candidates.iloc[mixed].tolist()]
+                # A special-use domain written in capitals shows only once lower-cased.
+                odd = np.array([v.endswith(_SPECIAL_SUFFIXES) for v in lowered], dtype=bool)
+                special[mixed[odd]] = True
+                kept = [v for v, o in zip(lowered, odd, strict=True) if not o]
+                pieces.append((where[mixed[~odd]], pd.Series(kept, dtype="str")))
+            # Lower-case plain addresses are already in normal form; the rest go to the library.
+            valid[where[~fits | special]] = False
+        rest = np.flatnonzero(~valid)
         if len(rest):
-            out[rest] = [self.library(v) for v in values.iloc[rest].tolist()]
-        return pd.Series(out, index=values.index, dtype="str")
+            found = [self.library(v) for v in values.iloc[rest].tolist()]
+            ok = np.array([bool(f) for f in found], dtype=bool)
+            valid[rest[ok]] = True
+            pieces.append((rest[ok], pd.Series([f for f in found if f], dtype="str")))
+        normal = columns.scatter(values, pieces)
+        return normal, valid
 
 
 def _lower_domain(value: str) -> str:
-    """A plain address with its domain in lower case, "" for a special-use domain."""
+    """A plain address with its domain in lower case."""
     local, _, domain = value.partition("@")
-    domain = domain.lower()
-    return "" if domain.endswith(_SPECIAL_SUFFIXES) else f"{local}@{domain}"
+    return f"{local}@{domain.lower()}"

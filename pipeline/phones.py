@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat
 
+from pipeline import columns
+
 # Separators people type inside numbers; removing them never changes what the library sees,
 # because it drops them too.
 _SEPARATORS = r"[\s\-().]"
@@ -199,33 +201,51 @@ class PhoneNormaliser:
         self._cache[key] = result
         return result
 
-    def normalise(self, values: pd.Series, regions: pd.Series) -> pd.Series:
-        """E.164 for each value ("" when invalid); ``regions`` holds ISO alpha-2 defaults."""
-        out = np.full(len(values), "", dtype=object)
+    def normalise(self, values: pd.Series, regions: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        """E.164 form of each value (the value itself where invalid) and the validity mask.
+
+        ``regions`` holds the ISO alpha-2 default region of each value.
+        """
         done = np.zeros(len(values), dtype=bool)
+        valid = np.zeros(len(values), dtype=bool)
+        pieces: list[tuple[np.ndarray, pd.Series]] = []
         counts = regions.value_counts()
         for region, count in counts.items():
             plan = self.plan(str(region)) if count >= _FAST_PATH_MIN_ROWS else None
             if plan is None:
                 continue
-            rows = np.flatnonzero((regions == region).to_numpy(dtype=bool, na_value=False))
-            self._fast(plan, values.iloc[rows], rows, out, done)
-            left = rows[~done[rows]]
+            if len(counts) == 1:
+                rows = np.arange(len(values))
+                subset = values
+            else:
+                rows = np.flatnonzero((regions == region).to_numpy(dtype=bool, na_value=False))
+                subset = values.iloc[rows]
+            self._fast(plan, subset, rows, done, valid, pieces)
+            left = np.flatnonzero(~done[rows])
             if len(left):
-                cleaned = values.iloc[left].str.replace(_SEPARATORS, "", regex=True)
-                self._fast(plan, cleaned, left, out, done)
+                cleaned = subset.iloc[left].str.replace(_SEPARATORS, "", regex=True)
+                self._fast(plan, cleaned, rows[left], done, valid, pieces)
         left = np.flatnonzero(~done)
         if len(left):
             vals = values.iloc[left].tolist()
             regs = regions.iloc[left].tolist()
-            out[left] = [self.library(v, r) for v, r in zip(vals, regs, strict=True)]
-        return pd.Series(out, index=values.index, dtype="str")
+            found = [self.library(v, r) for v, r in zip(vals, regs, strict=True)]
+            ok = np.array([bool(f) for f in found], dtype=bool)
+            valid[left[ok]] = True
+            good = [f for f in found if f]
+            pieces.append((left[ok], pd.Series(good, dtype="str")))
+        return columns.scatter(values, pieces), valid
 
     @staticmethod
     def _fast(
-        plan: RegionPlan, values: pd.Series, rows: np.ndarray, out: np.ndarray, done: np.ndarray
+        plan: RegionPlan,
+        values: pd.Series,
+        rows: np.ndarray,
+        done: np.ndarray,
+        valid: np.ndarray,
+        pieces: list[tuple[np.ndarray, pd.Series]],
     ) -> None:
-        """Accept the plain spellings of ``plan``'s region; mark them done with their E.164."""
+        """Decide the plain spellings of ``plan``'s region, collecting accepted E.164 forms."""
         prefixes = [f"+{plan.country_code}"]
         if plan.idd_is_00:
             prefixes.append(f"00{plan.country_code}")
@@ -236,7 +256,8 @@ class PhoneNormaliser:
             where = np.flatnonzero(starts)
             if len(where):
                 nsn = values.iloc[where].str.slice(len(prefix))
-                PhoneNormaliser._accept(plan, nsn, rows[where], out, done, final=plan.sole_region)
+                final = plan.sole_region
+                PhoneNormaliser._accept(plan, nsn, rows[where], done, valid, pieces, final=final)
         if plan.national_prefix_is_0:
             # "00..." is an international prefix, never a national one.
             national = values.str.startswith("0").to_numpy(dtype=bool, na_value=False) & ~(
@@ -245,24 +266,27 @@ class PhoneNormaliser:
             where = np.flatnonzero(national & ~taken)
             if len(where):
                 nsn = values.iloc[where].str.slice(1)
-                PhoneNormaliser._accept(plan, nsn, rows[where], out, done, final=False)
+                PhoneNormaliser._accept(plan, nsn, rows[where], done, valid, pieces, final=False)
 
     @staticmethod
     def _accept(
         plan: RegionPlan,
         nsn: pd.Series,
         rows: np.ndarray,
-        out: np.ndarray,
         done: np.ndarray,
+        valid: np.ndarray,
+        pieces: list[tuple[np.ndarray, pd.Series]],
         *,
         final: bool,
     ) -> None:
-        """Record the E.164 form of every national number the region's patterns accept, and
-        (when ``final``) mark the plain ones they reject as invalid."""
+        """Collect the E.164 form of every national number the region's patterns accept, and
+        (when ``final``) mark the plain ones they reject as decided and invalid."""
         ok, plain = plan.valid_nsn(nsn)
         if final:
             done[rows[plain & ~ok]] = True
         if ok.any():
             accepted = rows[ok]
-            out[accepted] = ("+" + plan.country_code + nsn[ok]).to_numpy(dtype=object)
+            e164 = "+" + plan.country_code + (nsn if ok.all() else nsn.iloc[np.flatnonzero(ok)])
+            pieces.append((accepted, e164))
             done[accepted] = True
+            valid[accepted] = True

@@ -12,7 +12,10 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from pipeline import columns
 from pipeline.masterdata import CodeList
 from pipeline.settings import MANDATORY_COLUMNS
 
@@ -111,6 +114,8 @@ BOOLEAN_VALUES: dict[str, str] = {
     "0": "false",
 }
 
+_TRUE = frozenset(k for k, v in BOOLEAN_VALUES.items() if v == "true")
+_FALSE = frozenset(k for k, v in BOOLEAN_VALUES.items() if v == "false")
 _ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _EID_DASHED = r"784-[0-9]{4}-[0-9]{7}-[0-9]"
 _EID_DIGITS = 15
@@ -123,29 +128,55 @@ def parse_dates(values: pd.Series, *, day_first: bool) -> tuple[np.ndarray, pd.S
     where it was already ISO, the reformatted date where it was not, and the input unchanged
     where it is not a date.
     """
-    present = (values != "").to_numpy()
     parsed = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
-    iso_text = values
-    where = np.flatnonzero(present)
-    if len(where) == 0:
-        return parsed, iso_text
-    subset = values.iloc[where]
-    stamps = pd.to_datetime(subset, format="%Y-%m-%d", errors="coerce")
-    days = stamps.to_numpy().astype("datetime64[D]")
+    strict = values.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
+    iso = np.flatnonzero(strict)
+    if len(iso):
+        parsed[iso] = _iso_days(values if len(iso) == len(values) else values.iloc[iso])
+    # Other spellings (no zero padding, day first) are rare: pandas parses them one by one.
+    other = np.flatnonzero(~strict & columns.nonempty(values))
+    if len(other) == 0:
+        return parsed, values
+    subset = values.iloc[other]
+    days = _strptime(subset, "%Y-%m-%d")
     if day_first:
         missing = np.flatnonzero(np.isnat(days))
         if len(missing):
-            other = pd.to_datetime(subset.iloc[missing], format="%d/%m/%Y", errors="coerce")
-            days[missing] = other.to_numpy().astype("datetime64[D]")
-    parsed[where] = days
-    # Already-ISO text is kept as is; only the other spellings need reformatting.
-    exact = subset.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
-    redo = np.flatnonzero(~exact & ~np.isnat(days))
-    if len(redo):
-        text = values.to_numpy(dtype=object).copy()
-        text[where[redo]] = np.datetime_as_string(days[redo], unit="D")
-        iso_text = pd.Series(text, index=values.index, dtype="str")
-    return parsed, iso_text
+            days[missing] = _strptime(subset.iloc[missing], "%d/%m/%Y")
+    parsed[other] = days
+    good = ~np.isnat(days)
+    text = pd.Series(np.datetime_as_string(days[good], unit="D"), dtype="str")
+    return parsed, columns.scatter(values, [(other[good], text)])
+
+
+def _strptime(values: pd.Series, fmt: str) -> np.ndarray:
+    """Dates in one format as ``datetime64[D]``, NaT where they do not parse."""
+    stamps = pd.to_datetime(values, format=fmt, errors="coerce")
+    return np.asarray(stamps.to_numpy().astype("datetime64[D]"))
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _iso_days(values: pd.Series) -> np.ndarray:
+    """``datetime64[D]`` of strictly ``NNNN-NN-NN`` values, NaT where the date does not exist."""
+    raw = columns.fixed_width(values, 10).astype(np.int64) - ord("0")
+    year = raw[:, 0] * 1000 + raw[:, 1] * 100 + raw[:, 2] * 10 + raw[:, 3]
+    month = raw[:, 5] * 10 + raw[:, 6]
+    day = raw[:, 8] * 10 + raw[:, 9]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    ok = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    month = np.where(ok, month, 1)
+    ok &= day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    # Days since 1970-01-01 by the proleptic Gregorian calendar (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days: np.ndarray = (era * 146097 + doe - 719468).astype("datetime64[D]")
+    days[~ok] = np.datetime64("NaT")
+    return days
 
 
 def age_cutoff(today: date, years: int) -> np.datetime64:
@@ -162,31 +193,49 @@ def resolve_codes(values: pd.Series, codes: CodeList) -> tuple[pd.Series, np.nda
     """Canonical codes for a master-data column and a mask of unknown values.
 
     Exact codes are matched in one vectorised pass; the few other spellings (labels, aliases,
-    other case) are resolved once per distinct value.
+    other case) are resolved once per distinct value and written back with one Arrow kernel.
     """
-    present = (values != "").to_numpy()
-    exact = values.isin(codes.codes).to_numpy(dtype=bool, na_value=False)
-    rest = np.flatnonzero(present & ~exact)
+    present = columns.nonempty(values)
+    exact = pc.is_in(columns.arrow(values), value_set=_code_set(codes))
+    rest = np.flatnonzero(present & ~exact.to_numpy(zero_copy_only=False))
     unknown = np.zeros(len(values), dtype=bool)
     if len(rest) == 0:
         return values, unknown
-    subset = values.iloc[rest]
-    mapping = {raw: codes.resolve(raw) for raw in subset.unique().tolist()}
-    resolved = np.array([mapping[raw] for raw in subset.tolist()], dtype=object)
-    missing = np.array([r is None for r in resolved], dtype=bool)
+    subset = columns.arrow(values.iloc[rest])
+    distinct = pc.unique(subset)
+    resolved = pa.array(
+        [codes.resolve(raw) for raw in distinct.to_pylist()], type=pa.large_string()
+    )
+    mapped = resolved.take(pc.index_in(subset, value_set=distinct))
+    missing = mapped.is_null().to_numpy(zero_copy_only=False)
     unknown[rest[missing]] = True
-    out = values.to_numpy(dtype=object).copy()
-    out[rest[~missing]] = resolved[~missing]
-    return pd.Series(out, index=values.index, dtype="str"), unknown
+    found = pc.drop_null(mapped)
+    normal = columns.scatter(
+        values, [(rest[~missing], columns.series(found, pd.RangeIndex(len(found))))]
+    )
+    return normal, unknown
+
+
+_CODE_SETS: dict[tuple[str, str], pa.Array] = {}
+
+
+def _code_set(codes: CodeList) -> pa.Array:
+    """A list's codes as an Arrow array, built once per list version."""
+    key = (codes.name, codes.version)
+    found = _CODE_SETS.get(key)
+    if found is None:
+        found = _CODE_SETS[key] = pa.array(sorted(codes.codes), type=pa.large_string())
+    return found
 
 
 def boolean_values(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """``"true"``/``"false"`` for yes/no cells, and a mask of cells that are neither."""
-    present = (values != "").to_numpy()
-    mapped = values.str.lower().map(BOOLEAN_VALUES)
-    bad = present & mapped.isna().to_numpy()
-    out = mapped.where(~pd.Series(bad | ~present, index=values.index), values)
-    return out.astype("str"), bad
+    lower = values.str.lower()
+    yes = lower.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
+    no = lower.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
+    bad = (values != "").to_numpy() & ~yes & ~no
+    out = values.where(~yes, "true").where(~no, "false")
+    return out, bad
 
 
 def emirates_id_problems(
@@ -197,11 +246,10 @@ def emirates_id_problems(
     ``784-YYYY-NNNNNNN-C`` is accepted and normalised to its 15 digits. A number gets only its
     first failing rule, the most precise thing to tell the clerk.
     """
-    dashed = numbers.str.fullmatch(_EID_DASHED).to_numpy(dtype=bool, na_value=False)
-    if dashed.any():
-        text = numbers.to_numpy(dtype=object).copy()
-        text[dashed] = [v.replace("-", "") for v in text[dashed]]
-        numbers = pd.Series(text, index=numbers.index, dtype="str")
+    dashed = np.flatnonzero(numbers.str.fullmatch(_EID_DASHED).to_numpy(dtype=bool, na_value=False))
+    if len(dashed):
+        plain = numbers.iloc[dashed].str.replace("-", "", regex=False)
+        numbers = columns.scatter(numbers, [(dashed, plain)])
     digits15 = numbers.str.fullmatch("[0-9]{15}").to_numpy(dtype=bool, na_value=False)
     wrong_shape = ~digits15
     starts = numbers.str.startswith("784").to_numpy(dtype=bool, na_value=False)
@@ -210,8 +258,8 @@ def emirates_id_problems(
     wrong_year = np.zeros(len(numbers), dtype=bool)
     wrong_check = np.zeros(len(numbers), dtype=bool)
     if len(good):
-        joined = "".join(numbers.iloc[good].tolist()).encode("ascii")
-        digits = (np.frombuffer(joined, dtype=np.uint8) - ord("0")).reshape(-1, _EID_DIGITS)
+        subset = numbers if len(good) == len(numbers) else numbers.iloc[good]
+        digits = columns.fixed_width(subset, _EID_DIGITS) - ord("0")
         year = digits[:, 3:7].astype(np.int64) @ np.array([1000, 100, 10, 1])
         bad_year = (year < 1900) | (year > current_year)
         wrong_year[good[bad_year]] = True

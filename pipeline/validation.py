@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from pipeline import columns
 from pipeline.documents import DocumentChecker
 from pipeline.duplicates import DuplicateTracker
 from pipeline.emails import EmailNormaliser
@@ -151,7 +152,7 @@ class Validator:
             else:
                 cols[name] = empty
         out = dict(cols)
-        present = {name: (col != "").to_numpy() for name, col in cols.items()}
+        present = {name: columns.nonempty(col) for name, col in cols.items()}
         found = _Collector()
         for name in self.settings.mandatory_columns:
             if name in present:
@@ -254,8 +255,10 @@ class Validator:
             where = np.flatnonzero(present[column])
             if len(where) == 0:
                 continue
-            e164 = self._phones.normalise(cols[column].iloc[where], regions.iloc[where])
-            out[column], bad = _merge(cols[column], where, e164)
+            e164, ok = self._phones.normalise(_rows(cols[column], where), _rows(regions, where))
+            out[column] = columns.scatter(cols[column], [(where, e164)])
+            bad = np.zeros(len(cols[column]), dtype=bool)
+            bad[where[~ok]] = True
             found.add(
                 column,
                 Code.BAD_PHONE,
@@ -267,8 +270,10 @@ class Validator:
             where = np.flatnonzero(present[column])
             if len(where) == 0:
                 continue
-            normal = self._emails.normalise(cols[column].iloc[where])
-            out[column], bad = _merge(cols[column], where, normal)
+            normal, ok = self._emails.normalise(_rows(cols[column], where))
+            out[column] = columns.scatter(cols[column], [(where, normal)])
+            bad = np.zeros(len(cols[column]), dtype=bool)
+            bad[where[~ok]] = True
             found.add(column, Code.BAD_EMAIL, bad, "is not a valid e-mail address")
 
     def _ids(
@@ -281,7 +286,7 @@ class Validator:
         """ID numbers follow the format of their ID type (Emirates ID, passport)."""
         id_type = out["id_type"]
         number = cols["id_number"]
-        text: np.ndarray | None = None
+        pieces: list[tuple[np.ndarray, pd.Series]] = []
         checks = (
             (EMIRATES_ID, lambda s: emirates_id_problems(s, self.today.year)),
             (PASSPORT, passport_problems),
@@ -290,10 +295,8 @@ class Validator:
             rows = np.flatnonzero((id_type == type_code).to_numpy() & present["id_number"])
             if len(rows) == 0:
                 continue
-            normal, problems = check(number.iloc[rows])
-            if text is None:
-                text = number.to_numpy(dtype=object).copy()
-            text[rows] = normal.to_numpy(dtype=object)
+            normal, problems = check(_rows(number, rows))
+            pieces.append((rows, normal))
             taken = np.zeros(len(rows), dtype=bool)
             for mask, message in problems:
                 first = mask & ~taken
@@ -301,8 +304,7 @@ class Validator:
                 bad = np.zeros(len(number), dtype=bool)
                 bad[rows[first]] = True
                 found.add("id_number", Code.BAD_ID, bad, message)
-        if text is not None:
-            out["id_number"] = pd.Series(text, dtype="str")
+        out["id_number"] = columns.scatter(number, pieces)
 
     def _files(
         self, cols: dict[str, pd.Series], present: dict[str, np.ndarray], found: _Collector
@@ -348,8 +350,9 @@ class Validator:
         rows = np.flatnonzero(present["id_type"] & present["id_number"])
         if len(rows) == 0:
             return
-        keys = (out["id_type"].iloc[rows] + "\x1f" + out["id_number"].iloc[rows]).tolist()
-        first = self._duplicates.first_rows(keys, numbers[rows])
+        first = self._duplicates.first_rows_of_ids(
+            _rows(out["id_type"], rows), _rows(out["id_number"], rows), numbers[rows]
+        )
         dup = first != 0
         if dup.any():
             mask = np.zeros(len(numbers), dtype=bool)
@@ -358,21 +361,9 @@ class Validator:
             found.add("id_number", Code.DUPLICATE_IN_FILE, mask, messages)
 
 
-def _merge(
-    original: pd.Series, where: np.ndarray, normal: pd.Series
-) -> tuple[pd.Series, np.ndarray]:
-    """Put normalised values (for the rows ``where``) into a column, keeping the input where
-    the normaliser gave "" (invalid); also return the mask of those invalid rows."""
-    failed = (normal == "").to_numpy(dtype=bool, na_value=False)
-    bad = np.zeros(len(original), dtype=bool)
-    bad[where[failed]] = True
-    if len(where) == len(original):
-        # Every row had a value: stay in vectorised string land, no object round trip.
-        merged = normal.set_axis(original.index).where(~failed, original)
-        return merged, bad
-    text = original.to_numpy(dtype=object).copy()
-    text[where[~failed]] = normal.to_numpy(dtype=object)[~failed]
-    return pd.Series(text, index=original.index, dtype="str"), bad
+def _rows(values: pd.Series, where: np.ndarray) -> pd.Series:
+    """The rows ``where`` of a column (the column itself when that is every row)."""
+    return values if len(where) == len(values) else values.iloc[where]
 
 
 def _clip(value: str, limit: int = 20) -> str:

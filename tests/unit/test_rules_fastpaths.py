@@ -121,6 +121,9 @@ EMAILS = [
     "A@EXAMPLE.COM",
     "user@localhost",
     "user@onion.example.onion",
+    "A@Sub.Test",
+    "a@EXAMPLE.Local",
+    "x@Example.Onion.com",
 ]
 
 

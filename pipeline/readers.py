@@ -561,36 +561,56 @@ class ExcelReader:
         """Yield blocks of ``size`` non-blank rows, numbered by sheet row."""
         width = len(self.headers)
         dates = frozenset(date_positions)
+        names = [f"c{i}" for i in range(width)]
+        # Python strings cost ~60 bytes each; rows are packed into Arrow columns every
+        # _PACK_ROWS rows so a chunk never holds more than that many of them at once.
+        packed: list[Any] = []
+        packed_rows = 0
         rows: list[list[str]] = []
         numbers: list[int] = []
         numeric_ids: list[int] = []
         for number, cells in enumerate(self._sheet.iter_rows(), start=1):
             if number <= self.header_row:
                 continue
-            values = list(cells[:width])
-            if len(values) < width:
-                values.extend([""] * (width - len(values)))
-            if all(v == "" for v in values) and not any(v != "" for v in cells[width:]):
-                continue
-            texts = [
-                date_cell_text(v) if i in dates else cell_text(v) for i, v in enumerate(values)
+            values = cells[:width] if len(cells) >= width else [
+                *cells, *([""] * (width - len(cells)))
             ]
-            if id_position is not None:
-                kind = type(values[id_position])
-                if kind is float or kind is int:
-                    numeric_ids.append(len(rows))
+            texts = [v if v.__class__ is str else _other_cell(i, v, dates)
+                     for i, v in enumerate(values)]
+            if not any(texts):
+                continue
+            if id_position is not None and values[id_position].__class__ in (float, int):
+                numeric_ids.append(packed_rows + len(rows))
             rows.append(texts)
             numbers.append(number)
-            if len(rows) >= size:
-                yield self._frame(rows, numbers, numeric_ids)
-                rows, numbers, numeric_ids = [], [], []
+            if packed_rows + len(rows) >= size or len(rows) >= _PACK_ROWS:
+                packed.append(pa.Table.from_arrays(_columns(rows, width), names=names))
+                packed_rows += len(rows)
+                rows = []
+                if packed_rows >= size:
+                    yield self._frame(packed, numbers, numeric_ids)
+                    packed, packed_rows, numbers, numeric_ids = [], 0, [], []
         if rows:
-            yield self._frame(rows, numbers, numeric_ids)
+            packed.append(pa.Table.from_arrays(_columns(rows, width), names=names))
+        if packed:
+            yield self._frame(packed, numbers, numeric_ids)
 
-    def _frame(self, rows: list[list[str]], numbers: list[int], ids: list[int]) -> RawFrame:
-        columns = {h: [r[i] for r in rows] for i, h in enumerate(self.headers)}
-        frame = pd.DataFrame(columns, dtype="str")
-        return RawFrame(frame, np.asarray(numbers, dtype=np.int64), list(ids))
+    def _frame(self, packed: list[Any], numbers: list[int], ids: list[int]) -> RawFrame:
+        table = pa.concat_tables(packed)
+        frame = table.to_pandas()
+        frame.columns = pd.Index(self.headers)
+        return RawFrame(frame, np.asarray(numbers, dtype=np.int64), list(ids), arrow=table)
+
+
+_PACK_ROWS = 4096
+
+
+def _other_cell(position: int, value: Any, dates: frozenset[int]) -> str:
+    return date_cell_text(value) if position in dates else cell_text(value)
+
+
+def _columns(rows: list[list[str]], width: int) -> list[Any]:
+    return [pa.array([row[i] for row in rows], type=pa.large_string()) for i in range(width)]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -321,3 +321,19 @@ def test_stray_quotes_inside_values_are_kept(tmp_path: Path) -> None:
     chunk = read_all(open_table(path, required=()))[0]
     assert chunk.raw["notes"].tolist() == ['5" screen', "x"]
     assert chunk.row_numbers.tolist() == [2, 3]
+
+
+def test_header_only_file_has_no_rows(tmp_path: Path) -> None:
+    """A file with a header and no records is usable and yields no chunks."""
+    path = write(tmp_path, "first_name,last_name\r\n\r\n")
+    table = open_table(path, required=())
+    assert table.info.headers == ["first_name", "last_name"]
+    assert read_all(table) == []
+
+
+def test_sheet_argument_is_ignored_for_text_files(tmp_path: Path) -> None:
+    """A sheet name given for a CSV (e.g. a drop-folder default) does not break reading."""
+    path = write(tmp_path, NAMES)
+    table = open_table(path, sheet="Customers", required=())
+    assert table.info.sheet is None
+    assert len(read_all(table)[0]) == 2

@@ -38,22 +38,34 @@ class DocumentChecker:
 
     def _check(self, relative: str) -> tuple[Code, str] | None:
         """Uncached :meth:`check`."""
-        # resolve() follows symbolic links, so a link pointing outside is caught here too.
-        path = (self._base / relative).resolve()
+        try:
+            # resolve() follows symbolic links, so a link pointing outside is caught here too.
+            path = (self._base / relative).resolve()
+        except (OSError, ValueError):
+            return Code.BAD_PATH, "file path is not usable (control characters or too long)"
         if not path.is_relative_to(self._base):
             return Code.BAD_PATH, "file path must stay inside the input file's folder"
-        if not path.is_file():
-            return Code.FILE_MISSING, f"file '{relative}' not found next to the input file"
         try:
+            if not path.is_file():
+                return (
+                    Code.FILE_MISSING,
+                    f"file '{_clip(relative)}' not found next to the input file",
+                )
             size = path.stat().st_size
             with path.open("rb") as handle:
                 head = handle.read(_HEAD_BYTES)
-        except OSError as exc:
-            return Code.FILE_MISSING, f"file '{relative}' cannot be read ({exc.strerror})"
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or "unreadable"
+            return Code.FILE_MISSING, f"file '{_clip(relative)}' cannot be read ({reason})"
         if size > self._max_bytes:
             limit = self._max_bytes / (1024 * 1024)
-            return Code.FILE_TOO_LARGE, f"file '{relative}' is larger than {limit:g} MB"
+            return Code.FILE_TOO_LARGE, f"file '{_clip(relative)}' is larger than {limit:g} MB"
         kind = filetype.guess(head)
         if kind is None or kind.mime not in ALLOWED_TYPES:
-            return Code.BAD_FILE_TYPE, f"file '{relative}' is not a JPEG, PNG or PDF"
+            return Code.BAD_FILE_TYPE, f"file '{_clip(relative)}' is not a JPEG, PNG or PDF"
         return None
+
+
+def _clip(path: str, limit: int = 80) -> str:
+    """A path shortened for a message."""
+    return path if len(path) <= limit else "…" + path[-(limit - 1) :]

@@ -26,7 +26,8 @@ _SPECIAL_SUFFIXES = tuple(f".{name}" for name in SPECIAL_USE_DOMAIN_NAMES)
 # Short enough that the library's limits (64 before the @, 253 after, 63 per label) cannot bite.
 _MAX_PLAIN_LOCAL = 64
 _MAX_PLAIN_DOMAIN = 63
-_CACHE_LIMIT = 200_000
+# Bounded so a file of odd spellings cannot grow memory: ~10 MB at most.
+_CACHE_LIMIT = 50_000
 
 
 class EmailNormaliser:

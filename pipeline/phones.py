@@ -30,7 +30,8 @@ from pipeline import columns
 _SEPARATORS = r"[\s\-().]"
 # A region needs this many rows in a batch before building its fast path pays off.
 _FAST_PATH_MIN_ROWS = 64
-_CACHE_LIMIT = 200_000
+# Bounded so a file of odd spellings cannot grow memory: ~10 MB at most.
+_CACHE_LIMIT = 50_000
 
 
 def _re2_ok(pattern: str) -> bool:

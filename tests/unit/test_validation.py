@@ -130,6 +130,8 @@ def test_document_files(tmp_path: Path) -> None:
         "../etc/passwd": ["bad_path"],
         "/etc/passwd": ["bad_path"],
         "link.png": ["bad_path"],
+        "bad\x00name.png": ["bad_path"],
+        "x" * 5000 + ".png": ["file_missing"],
     }
     for path, codes in cases.items():
         errors = validator.validate_row({**BASE, "id_front_file": path, "id_back_file": "back.pdf"})

@@ -242,10 +242,12 @@ def _legacy_encoding(path: Path, head: bytes, bad_offset: int) -> str:
     best = matches.best()
     choice = "cp1252"
     if best is not None:
-        choice = best.encoding
+        # Code pages that decode the sample equally well are tied; cp1252 wins any tie.
+        tied = set(best.could_be_from_charset)
         for match in matches:
-            if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.02:
-                choice = "cp1252"
+            if match.chaos <= best.chaos + 0.02:
+                tied.update(match.could_be_from_charset)
+        choice = "cp1252" if "cp1252" in tied else best.encoding
     for encoding in (choice, "cp1252"):
         if _decodes(path, encoding):
             return encoding

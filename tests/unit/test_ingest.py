@@ -337,3 +337,26 @@ def test_sheet_argument_is_ignored_for_text_files(tmp_path: Path) -> None:
     table = open_table(path, sheet="Customers", required=())
     assert table.info.sheet is None
     assert len(read_all(table)[0]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "expected"),
+    [
+        ("first_name,last_name\nJoão,São Tomé\nZoë,Müller\n", "cp1252", "cp1252"),
+        ("first_name,last_name\nПётр,Иванов\nАнна,Смирнова\n", "cp1251", "cp1251"),
+        ("first_name,last_name\nأحمد,محمد\nفاطمة,علي\n", "cp1256", "cp1256"),
+    ],
+)
+def test_legacy_code_pages_are_told_apart(
+    tmp_path: Path, text: str, encoding: str, expected: str
+) -> None:
+    """Western, Cyrillic and Arabic Windows code pages decode to the right letters (cp1252 wins
+    when several western pages decode alike, so 'São' does not become 'Săo')."""
+    path = write(tmp_path, text, encoding)
+    table = open_table(path, required=())
+    assert table.info.encoding == expected
+    chunk = read_all(table)[0]
+    assert chunk.raw.to_dict("list") == {
+        "first_name": [line.split(",")[0] for line in text.splitlines()[1:]],
+        "last_name": [line.split(",")[1] for line in text.splitlines()[1:]],
+    }

@@ -270,6 +270,17 @@ class PhoneNormaliser:
                 nsn = values.iloc[where].str.slice(len(prefix))
                 final = plan.sole_region
                 PhoneNormaliser._accept(plan, nsn, rows[where], done, valid, pieces, final=final)
+        # The country code without "+" (common in bank exports): the library strips it only
+        # when the whole number is not itself a possible national number.
+        bare = values.str.startswith(plan.country_code).to_numpy(dtype=bool, na_value=False)
+        where = np.flatnonzero(bare & ~taken)
+        if len(where):
+            full = values.iloc[where]
+            national = full.str.fullmatch(plan.general).to_numpy(dtype=bool, na_value=False)
+            where = where[~national]
+            if len(where):
+                nsn = values.iloc[where].str.slice(len(plan.country_code))
+                PhoneNormaliser._accept(plan, nsn, rows[where], done, valid, pieces, final=False)
         if plan.national_prefix_is_0:
             # "00..." is an international prefix, never a national one.
             national = values.str.startswith("0").to_numpy(dtype=bool, na_value=False) & ~(

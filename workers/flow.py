@@ -116,7 +116,10 @@ class _Row:
         self.row = row
         self.calls = {"lookup": 0, "onboard": 0}
         self.failures = 0
-        self.last_failure: Transient | None = None
+        # Set by a final partner answer: the customer's keys are settled with the outcome
+        # (ledger written when done, "create sent" dropped, claim released).
+        self.settle_customer = False
+        self.ledger: LedgerEntry | None = None
 
     @property
     def attempts(self) -> int:
@@ -128,6 +131,18 @@ class _Row:
         errors = [error] if error else []
         return RowResult(self.row.row_number, outcome, ecrn, errors, self.attempts)
 
+    def final(
+        self, outcome: Outcome, *, ecrn: str = "", error: RowError | None = None
+    ) -> RowResult:
+        """A final partner answer: the customer's keys are settled with the outcome."""
+        self.settle_customer = True
+        if outcome.is_done:
+            self.ledger = LedgerEntry(outcome, ecrn, self.row.batch_id)
+        return self.result(outcome, ecrn=ecrn, error=error)
+
+
+Precheck = tuple[RowRecord | None, LedgerEntry | None]
+
 
 async def process_row(
     row: RowTask,
@@ -138,27 +153,32 @@ async def process_row(
     policy: FlowPolicy | None = None,
     owner: str | None = None,
     record: bool = True,
+    known: Precheck | None = None,
 ) -> RowResult:
     """Take one customer to its final outcome; record it (first outcome wins) unless told not.
 
-    ``owner`` names the claim holder (a task id; default a fresh uuid). Never raises for
-    partner trouble; Redis errors propagate (the chunk is then retried by Celery).
+    ``owner`` names the claim holder (a task id; default a fresh uuid). ``known`` is this
+    row's entry of :meth:`AsyncBatchStore.precheck_many` when the caller fetched a whole
+    chunk's at once (saves a round trip per row). Never raises for partner trouble; Redis
+    errors propagate (the chunk is then retried by Celery).
     """
     policy = policy or FlowPolicy()
     owner = owner or uuid.uuid4().hex
     state = _Row(row)
-    existing, ledger = await store.precheck(
-        row.batch_id, row.row_number, row.id_type, row.id_number
-    )
+    if known is None:
+        known = await store.precheck(row.batch_id, row.row_number, row.id_type, row.id_number)
+    existing, ledger = known
     if existing is not None:
         return _from_record(existing)
     if ledger is not None:
         result = state.result(ledger.outcome, ecrn=ledger.ecrn)
     else:
         result = await _lookup_then_onboard(state, client, store, limiter, policy, owner)
-    await store.count_calls_many(row.batch_id, state.calls)
-    if record:
-        await store.record_outcome(row.batch_id, result)
+    await store.finish_row(
+        row.batch_id, result,
+        customer=(row.id_type, row.id_number) if state.settle_customer else None,
+        owner=owner, ledger=state.ledger, calls=state.calls, record=record,
+    )
     log.info(
         "row.done", batch_id=row.batch_id, row_number=row.row_number, outcome=result.outcome,
         code=result.errors[0].code if result.errors else None, attempts=result.attempts,
@@ -181,11 +201,7 @@ async def _lookup_then_onboard(
             # Our own earlier create may be the reason it exists (a lost answer).
             ours = await store.create_sent(row.id_type, row.id_number)
             outcome = Outcome.ONBOARDED if ours else Outcome.ALREADY_EXISTS
-            await store.finish_customer(
-                row.id_type, row.id_number, owner,
-                LedgerEntry(outcome, found.ecrn, row.batch_id),
-            )
-            return state.result(outcome, ecrn=found.ecrn)
+            return state.final(outcome, ecrn=found.ecrn)
         if not isinstance(found, NotFound):
             final = await _settle(state, found, store, limiter, policy, owner, creating=False)
             if final is not None:
@@ -206,11 +222,7 @@ async def _lookup_then_onboard(
             continue
         state.calls["onboard"] += 1
         if isinstance(created, Onboarded):
-            await store.finish_customer(
-                row.id_type, row.id_number, owner,
-                LedgerEntry(Outcome.ONBOARDED, created.ecrn, row.batch_id),
-            )
-            return state.result(Outcome.ONBOARDED, ecrn=created.ecrn)
+            return state.final(Outcome.ONBOARDED, ecrn=created.ecrn)
         final = await _settle(state, created, store, limiter, policy, owner, creating=True)
         if final is not None:
             return final
@@ -223,19 +235,16 @@ async def _settle(
     """Turn a non-success answer into a final result, or wait and return None to go on."""
     row = state.row
     if isinstance(answer, NotSubscribed):
-        await store.finish_customer(row.id_type, row.id_number, owner, None)
         text = "The customer exists on the platform but is not subscribed for this partner"
-        return state.result(
+        return state.final(
             Outcome.NOT_SUBSCRIBED,
             error=RowError("partner:45003", ID_FIELD, _with(text, answer.message)),
         )
     if isinstance(answer, Rejected):
-        await store.finish_customer(row.id_type, row.id_number, owner, None)
-        return state.result(Outcome.REJECTED, error=_rejection(answer))
+        return state.final(Outcome.REJECTED, error=_rejection(answer))
     if isinstance(answer, Unauthorized):
         # The client already renewed the token once; a second refusal is not ours to fix.
-        await store.finish_customer(row.id_type, row.id_number, owner, None)
-        return state.result(
+        return state.final(
             Outcome.FAILED,
             error=RowError("unauthorized", "", "The partner refused our credentials"),
         )
@@ -246,8 +255,8 @@ async def _settle(
         # let go of the claim so nobody waits on us during the backoff.
         await store.release_claim(row.id_type, row.id_number, owner)
     state.failures += 1
-    state.last_failure = transient
     if state.failures >= policy.max_attempts:
+        # Not settled: a create in doubt keeps its "create sent" marker for the next run.
         reason = transient.code or transient.reason
         return state.result(
             Outcome.FAILED,

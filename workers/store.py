@@ -249,6 +249,52 @@ end
 return done
 """
 
+# KEYS: rows, counts, meta, calls, all_calls, claim, create_sent, ledger.
+# ARGV: ttl, now, row_number, record json ('' = do not record), outcome,
+#       owner ('' = leave the customer's keys alone), ledger json ('' = none),
+#       then (call kind, count) pairs.
+# The end of one row in one round trip: finish the customer (as _FINISH_LUA), count its
+# partner calls, record its outcome first-wins (as _RECORD_LUA). Returns 1 if newly recorded.
+_FINISH_ROW_LUA = """
+local ttl = tonumber(ARGV[1])
+if ARGV[6] ~= '' then
+  if ARGV[7] ~= '' then
+    redis.call('SET', KEYS[8], ARGV[7], 'EX', ttl)
+  end
+  local holder = redis.call('GET', KEYS[6])
+  if holder == ARGV[6] then
+    redis.call('DEL', KEYS[6])
+    holder = false
+  end
+  if not holder then
+    redis.call('DEL', KEYS[7])
+  end
+end
+if #ARGV >= 9 then
+  for i = 8, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+    redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIRE', KEYS[4], ttl)
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+if ARGV[4] == '' then
+  return 0
+end
+if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4]) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+local done = redis.call('HINCRBY', KEYS[2], 'done', 1)
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+local total = tonumber(redis.call('HGET', KEYS[3], 'total_rows') or '0')
+if total and total > 0 and done >= total then
+  redis.call('HSETNX', KEYS[3], 'finished_at', ARGV[2])
+end
+return 1
+"""
+
 # KEYS: claim. ARGV: owner. Delete only our own claim, never one a later owner took after
 # ours expired.
 _RELEASE_LUA = """
@@ -526,6 +572,60 @@ class AsyncBatchStore(_Base):
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
         self._begin_create = client.register_script(_BEGIN_CREATE_LUA)
+        self._finish_row = client.register_script(_FINISH_ROW_LUA)
+
+    async def finish_row(
+        self,
+        batch_id: str,
+        result: RowResult,
+        *,
+        customer: tuple[str, str] | None = None,
+        owner: str = "",
+        ledger: LedgerEntry | None = None,
+        calls: Mapping[str, int] | None = None,
+        record: bool = True,
+    ) -> bool:
+        """The end of one row in one round trip; True when its outcome was newly recorded.
+
+        With ``customer`` (id_type, id_number) and ``owner``: write ``ledger`` (if any), drop
+        "create sent" and release the claim as :meth:`finish_customer` does. ``calls`` are
+        counted; the outcome is recorded first-wins unless ``record`` is False.
+        """
+        rec = RowRecord.from_result(result)
+        id_type, id_number = customer or ("", "")
+        keys = [
+            self.keys.rows(batch_id), self.keys.counts(batch_id), self.keys.meta(batch_id),
+            self.keys.calls(batch_id), self.keys.all_calls(),
+            self.keys.claim(id_type, id_number), self.keys.create_sent(id_type, id_number),
+            self.keys.ledger(id_type, id_number),
+        ]
+        args: list[str | int] = [
+            self.ttl, utc_now(), rec.row_number, rec.to_json() if record else "",
+            rec.outcome.value, owner if customer else "",
+            ledger.to_json() if ledger and customer else "",
+        ]
+        for kind, n in (calls or {}).items():
+            if n:
+                args += [kind, n]
+        return bool(await self._finish_row(keys=keys, args=args))
+
+    async def precheck_many(
+        self, batch_id: str, rows: Sequence[tuple[int, str, str]]
+    ) -> list[tuple[RowRecord | None, LedgerEntry | None]]:
+        """:meth:`precheck` for (row_number, id_type, id_number) triples in one round trip."""
+        if not rows:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.rows(batch_id), [str(n) for n, _, _ in rows])
+            pipe.mget([self.keys.ledger(t, i) for _, t, i in rows])
+            recorded, ledgers = await pipe.execute()
+        return [
+            (
+                RowRecord.from_json(n, rec) if rec else None,
+                LedgerEntry.from_json(led) if led else None,
+            )
+            for (n, _, _), rec, led in zip(rows, recorded, ledgers, strict=True)
+        ]
 
     async def precheck(
         self, batch_id: str, row_number: int, id_type: str, id_number: str

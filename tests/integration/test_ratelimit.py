@@ -139,3 +139,27 @@ def test_in_flight_cap_is_enforced_per_process(redis_url: str) -> None:
     held, peak = asyncio.run(scenario())
     assert held == 3
     assert peak == 3
+
+
+def test_waiting_callers_share_one_reservation_round_trip(redis_url: str) -> None:
+    """40 callers queued at once get their slots in a handful of Redis round trips."""
+
+    async def scenario() -> tuple[int, int]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        limiter = AsyncRateLimiter(
+            client, rate=2000, max_in_flight=40, max_batch=10, prefix=PREFIX
+        )
+        granted = 0
+
+        async def caller() -> None:
+            nonlocal granted
+            async with limiter.slot():
+                granted += 1
+
+        await asyncio.gather(*(caller() for _ in range(40)))
+        await client.aclose()
+        return granted, limiter.reservations
+
+    granted, reservations = asyncio.run(scenario())
+    assert granted == 40
+    assert reservations <= 8

@@ -258,3 +258,59 @@ def test_async_store_shares_keys_with_the_sync_store(
     assert store.counts("b")[Outcome.ONBOARDED] == 1
     assert store.calls("b")["onboard"] == 2
     assert store.claim_owner(*EID) is None and not store.create_sent(*EID)
+
+
+def test_finish_row_settles_customer_counts_calls_and_records_once(
+    store: BatchStore, redis_url: str
+) -> None:
+    """One round trip ends a row: ledger, marker and claim settled, calls counted, first wins."""
+
+    async def scenario() -> tuple[bool, bool, list[tuple[RowRecord | None, LedgerEntry | None]]]:
+        aclient = redis.asyncio.Redis.from_url(redis_url)
+        astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
+        try:
+            assert await astore.begin_create(*EID, "w1", "b", 60)
+            done = RowResult(2, Outcome.ONBOARDED, "77", attempts=2)
+            first = await astore.finish_row(
+                "b", done, customer=EID, owner="w1",
+                ledger=LedgerEntry(Outcome.ONBOARDED, "77", "b"),
+                calls={"lookup": 1, "onboard": 1},
+            )
+            again = await astore.finish_row(
+                "b", RowResult(2, Outcome.FAILED), calls={"lookup": 3}
+            )
+            known = await astore.precheck_many("b", [(2, *EID), (3, "4", "784198190000012")])
+            return first, again, known
+        finally:
+            await aclient.aclose()
+
+    first, again, known = asyncio.run(scenario())
+    assert first and not again
+    assert store.claim_owner(*EID) is None and not store.create_sent(*EID)
+    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "77", "b")
+    assert store.calls("b")["lookup"] == 4 and store.calls("b")["onboard"] == 1
+    assert store.counts("b")[Outcome.ONBOARDED] == 1 and store.done_count("b") == 1
+    (rec, led), (rec3, led3) = known
+    assert rec is not None and rec.ecrn == "77" and led is not None
+    assert rec3 is None and led3 is None
+
+
+def test_begin_create_sets_the_marker_only_with_the_claim(
+    store: BatchStore, redis_url: str
+) -> None:
+    """Taking the claim marks "create sent"; failing to take it changes nothing."""
+
+    async def scenario() -> tuple[bool, bool]:
+        aclient = redis.asyncio.Redis.from_url(redis_url)
+        astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
+        try:
+            store.claim(*EID, "other", 60)
+            lost = await astore.begin_create(*EID, "w1", "b", 60)
+            no_marker = not await astore.create_sent(*EID)
+            return lost, no_marker
+        finally:
+            await aclient.aclose()
+
+    lost, no_marker = asyncio.run(scenario())
+    assert not lost and no_marker
+    assert store.claim_owner(*EID) == "other"

@@ -23,6 +23,7 @@ __all__ = [
     "BOOLEAN_VALUES",
     "CODE_COLUMNS",
     "EMIRATES_ID",
+    "LABELS",
     "MANDATORY_COLUMNS",
     "MAX_LENGTHS",
     "PASSPORT",
@@ -30,6 +31,7 @@ __all__ = [
     "age_cutoff",
     "boolean_values",
     "emirates_id_problems",
+    "label",
     "parse_dates",
     "passport_problems",
     "resolve_codes",
@@ -80,6 +82,35 @@ MAX_LENGTHS: dict[str, int] = {
     "secondary_mobile_number": 20,
     "email_id": 120,
 }
+
+# How a column is named in messages, where its snake_case name would puzzle a clerk.
+LABELS: dict[str, str] = {
+    "agent_location_id": "agent location",
+    "email_id": "e-mail address",
+    "occupation_id": "occupation",
+    "political_exposed_person": "politically exposed person",
+    "resident_type_id": "resident type",
+    "id_type": "ID type",
+    "id_number": "ID number",
+    "id_issued_country": "ID issuing country",
+    "id_issued_on": "ID issue date",
+    "id_date_of_expiry": "ID expiry date",
+    "id_name_as_per_id": "name as on the ID",
+    "id_visa_number": "visa number",
+    "id_visa_expiry_date": "visa expiry date",
+    "id_front_file": "ID front image",
+    "id_back_file": "ID back image",
+    "address_type_id": "address type",
+    "customer_type_id": "customer type",
+    "annual_income_range_id": "income range",
+    "annual_income_currency_code": "income currency",
+}
+
+
+def label(column: str) -> str:
+    """The clerk-facing name of a column ("first_name" -> "first name")."""
+    return LABELS.get(column) or column.replace("_", " ")
+
 
 # Column -> master-data list it must come from.
 CODE_COLUMNS: dict[str, str] = {

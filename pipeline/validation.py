@@ -33,6 +33,7 @@ from pipeline.rules import (
     age_cutoff,
     boolean_values,
     emirates_id_problems,
+    label,
     parse_dates,
     passport_problems,
     resolve_codes,
@@ -166,7 +167,7 @@ class Validator:
         found = _Collector()
         for name in self.settings.mandatory_columns:
             if name in present:
-                found.add(name, Code.REQUIRED, ~present[name], "is required")
+                found.add(name, Code.REQUIRED, ~present[name], f"{label(name)} is required")
         self._codes(cols, out, present, found)
         self._dates(cols, out, present, found)
         self._booleans(cols, out, present, found)
@@ -200,7 +201,8 @@ class Validator:
             if unknown.any():
                 # Codes are not personal data, so the clerk sees what was typed (clipped).
                 shown = cols[column].to_numpy(dtype=object)[unknown]
-                messages = [f"'{_clip(v)}' is not in the {list_name} list" for v in shown]
+                what = label(column)
+                messages = [f"{what} '{_clip(v)}' is not in the {list_name} list" for v in shown]
                 found.add(column, Code.UNKNOWN_CODE, unknown, messages)
 
     def _dates(
@@ -221,7 +223,8 @@ class Validator:
             parsed[column] = days
             out[column] = text
             bad = present[column] & np.isnat(days)
-            found.add(column, Code.BAD_DATE, bad, f"is not a real date in the form {expected}")
+            message = f"{label(column)} is not a real date in the form {expected}"
+            found.add(column, Code.BAD_DATE, bad, message)
         born = parsed["date_of_birth"]
         future = born > self._today64
         found.add("date_of_birth", Code.FUTURE_DATE, future, "date of birth is in the future")
@@ -250,7 +253,8 @@ class Validator:
             if not present[column].any():
                 continue
             out[column], bad = boolean_values(cols[column])
-            found.add(column, Code.BAD_BOOLEAN, bad, "must be yes or no (Y/N, true/false, 1/0)")
+            message = f"{label(column)} must be yes or no (Y/N, true/false, 1/0)"
+            found.add(column, Code.BAD_BOOLEAN, bad, message)
 
     def _contacts(
         self,
@@ -273,8 +277,8 @@ class Validator:
                 column,
                 Code.BAD_PHONE,
                 bad,
-                "is not a valid phone number (write +<country code><number>, or a national "
-                "number of the country of residence)",
+                f"{label(column)} is not a valid phone number (write +<country code><number>, "
+                "or a national number of the country of residence)",
             )
         for column in EMAIL_COLUMNS:
             where = np.flatnonzero(present[column])
@@ -284,7 +288,7 @@ class Validator:
             out[column] = columns.scatter(cols[column], [(where, normal)])
             bad = np.zeros(len(cols[column]), dtype=bool)
             bad[where[~ok]] = True
-            found.add(column, Code.BAD_EMAIL, bad, "is not a valid e-mail address")
+            found.add(column, Code.BAD_EMAIL, bad, f"{label(column)} is not valid")
 
     def _ids(
         self,
@@ -349,7 +353,8 @@ class Validator:
             earlier = found.failed.get(column)
             if earlier is not None:
                 long = long & ~earlier
-            found.add(column, Code.TOO_LONG, long, f"is longer than {limit} characters")
+            message = f"{label(column)} is longer than {limit} characters"
+            found.add(column, Code.TOO_LONG, long, message)
 
     def _duplicate_ids(
         self,

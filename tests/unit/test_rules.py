@@ -216,7 +216,7 @@ def test_messages_name_the_precise_id_problem_and_hide_personal_values() -> None
     )
     assert all("9715099" not in e.message and "1980" not in e.message for e in bad)
     code = validator.validate_row({**BASE, "nationality": "XX"})[0].message
-    assert code == "'XX' is not in the countries list"
+    assert code == "nationality 'XX' is not in the countries list"
 
 
 def test_emirates_id_checks_vectorised() -> None:

@@ -53,7 +53,7 @@ def test_read_errors_are_merged_in_column_order() -> None:
     row = {**BASE, "first_name": "", "id_number": "7.84198E+14"}
     result = make_validator().validate_chunk(make_chunk([row, BASE], 10, {10: [excel]}))
     assert result.errors == {
-        10: [RowError("required", "first_name", "is required"), excel],
+        10: [RowError("required", "first_name", "first name is required"), excel],
     }
 
 

@@ -132,10 +132,12 @@ class _Row:
         return RowResult(self.row.row_number, outcome, ecrn, errors, self.attempts)
 
     def final(
-        self, outcome: Outcome, *, ecrn: str = "", error: RowError | None = None
+        self, outcome: Outcome, *, ecrn: str = "", error: RowError | None = None,
+        settle: bool = True,
     ) -> RowResult:
-        """A final partner answer: the customer's keys are settled with the outcome."""
-        self.settle_customer = True
+        """A final partner answer. With ``settle`` the customer's keys are settled with it:
+        only answers that prove whether a create landed may drop "create sent"."""
+        self.settle_customer = settle
         if outcome.is_done:
             self.ledger = LedgerEntry(outcome, ecrn, self.row.batch_id)
         return self.result(outcome, ecrn=ecrn, error=error)
@@ -234,19 +236,24 @@ async def _settle(
 ) -> RowResult | None:
     """Turn a non-success answer into a final result, or wait and return None to go on."""
     row = state.row
+    # A refused create proves it did not land (settle: release the claim, drop "create
+    # sent"). A refused lookup proves nothing about an earlier create in doubt, so its
+    # marker stays for the next run; no claim is held during a lookup.
     if isinstance(answer, NotSubscribed):
         text = "The customer exists on the platform but is not subscribed for this partner"
         return state.final(
             Outcome.NOT_SUBSCRIBED,
             error=RowError("partner:45003", ID_FIELD, _with(text, answer.message)),
+            settle=creating,
         )
     if isinstance(answer, Rejected):
-        return state.final(Outcome.REJECTED, error=_rejection(answer))
+        return state.final(Outcome.REJECTED, error=_rejection(answer), settle=creating)
     if isinstance(answer, Unauthorized):
         # The client already renewed the token once; a second refusal is not ours to fix.
         return state.final(
             Outcome.FAILED,
             error=RowError("unauthorized", "", "The partner refused our credentials"),
+            settle=creating,
         )
 
     transient = answer if isinstance(answer, Transient) else Transient("unexpected_result")

@@ -226,6 +226,30 @@ def test_in_doubt_marker_from_an_earlier_run_turns_found_into_onboarded(
     assert again.outcome is Outcome.ALREADY_EXISTS
 
 
+def test_refused_lookup_keeps_an_earlier_in_doubt_marker(rig: Rig) -> None:
+    """A lookup refusal says nothing about an earlier lost create: its marker survives."""
+    rig.store.mark_create_sent("4", "784198390000036", "b0")
+    (result,) = rig.rows([task("b", 2, "784198390000036")])
+    assert result.outcome is Outcome.REJECTED
+    assert rig.store.create_sent("4", "784198390000036")
+
+
+def test_refused_create_drops_the_marker_and_the_claim(rig: Rig) -> None:
+    """A create the partner refused did not land: marker and claim are gone afterwards."""
+    (result,) = rig.rows([task("b", 2, "784198790000073")])
+    assert result.outcome is Outcome.REJECTED
+    assert not rig.store.create_sent("4", "784198790000073")
+    assert rig.store.claim_owner("4", "784198790000073") is None
+
+
+def test_create_in_doubt_to_the_end_keeps_marker_for_the_next_run(rig: Rig) -> None:
+    """Creates that always fail in doubt end failed, claim free, marker kept for a rerun."""
+    (result,) = rig.rows([task("b", 2, "784199190000119")])
+    assert result.outcome is Outcome.FAILED
+    assert rig.store.create_sent("4", "784199190000119")
+    assert rig.store.claim_owner("4", "784199190000119") is None
+
+
 def test_rerun_of_a_done_row_makes_no_api_call(rig: Rig, sandbox: Sandbox) -> None:
     """A second batch with an onboarded customer answers from the ledger: zero calls."""
     (first,) = rig.rows([task("b1", 2, FRESH)])

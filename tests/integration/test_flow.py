@@ -285,6 +285,17 @@ def test_two_workers_racing_on_one_customer_create_it_once(rig: Rig, sandbox: Sa
     assert stats["creates"] == 1 and stats["duplicate_creates"] == 0
 
 
+def test_claim_of_a_dead_worker_is_waited_out_then_the_row_goes_on(
+    rig: Rig, sandbox: Sandbox
+) -> None:
+    """A claim left by a dead worker blocks the create until it expires; then one create."""
+    rig.store.claim("4", FRESH, "dead-worker", 1)
+    (result,) = rig.rows([task("b", 2, FRESH)])
+    assert result.outcome is Outcome.ONBOARDED
+    assert _calls(sandbox, "lookup") >= 2  # back to the lookup after the wait
+    assert sandbox.stats()["creates"] == 1
+
+
 def test_faulty_partner_every_row_one_outcome_no_duplicates(rig: Rig, sandbox: Sandbox) -> None:
     """60 rows under 502s, lost creates, 45006s and 429s: each row ends once, no duplicate."""
     sandbox.configure(

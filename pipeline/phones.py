@@ -101,7 +101,6 @@ class RegionPlan:
             plain[rest[digits]] = True
         return valid, plain
 
-
     def _prefixed(self, nsn: pd.Series) -> np.ndarray:
         """Mask of numbers that start with something the library could strip as a prefix."""
         pattern = self.national_prefix_pattern or ""
@@ -217,26 +216,15 @@ class PhoneNormaliser:
         done = np.zeros(len(values), dtype=bool)
         valid = np.zeros(len(values), dtype=bool)
         pieces: list[tuple[np.ndarray, pd.Series]] = []
-        counts = regions.value_counts()
-        for region, count in counts.items():
-            plan = self.plan(str(region)) if count >= _FAST_PATH_MIN_ROWS else None
-            if plan is None:
-                continue
-            if len(counts) == 1:
-                rows = np.arange(len(values))
-                subset = values
-            else:
-                rows = np.flatnonzero((regions == region).to_numpy(dtype=bool, na_value=False))
-                subset = values.iloc[rows]
-            self._fast(plan, subset, rows, done, valid, pieces)
-            left = np.flatnonzero(~done[rows])
-            if len(left):
-                # Arrow's RE2 kernel: pandas' regex replace loops in Python.
-                spaced = columns.arrow(subset.iloc[left])
-                cleaned = columns.series(
-                    pc.replace_substring_regex(spaced, _SEPARATORS, ""), pd.RangeIndex(len(left))
-                )
-                self._fast(plan, cleaned, rows[left], done, valid, pieces)
+        self._by_region(values, regions, np.arange(len(values)), done, valid, pieces)
+        # International numbers of other countries: for a "+" number the default region plays
+        # no part, its own country code decides, so the fast path of that country applies.
+        plus = np.flatnonzero(
+            ~done & values.str.startswith("+").to_numpy(dtype=bool, na_value=False)
+        )
+        if len(plus) >= _FAST_PATH_MIN_ROWS:
+            subset = values.iloc[plus]
+            self._by_region(subset, _number_regions(subset), plus, done, valid, pieces)
         left = np.flatnonzero(~done)
         if len(left):
             vals = values.iloc[left].tolist()
@@ -247,6 +235,37 @@ class PhoneNormaliser:
             good = [f for f in found if f]
             pieces.append((left[ok], pd.Series(good, dtype="str")))
         return columns.scatter(values, pieces), valid
+
+    def _by_region(
+        self,
+        values: pd.Series,
+        regions: pd.Series,
+        rows: np.ndarray,
+        done: np.ndarray,
+        valid: np.ndarray,
+        pieces: list[tuple[np.ndarray, pd.Series]],
+    ) -> None:
+        """Run the fast path of each region with enough rows (``rows`` maps to the batch)."""
+        counts = regions.value_counts()
+        for region, count in counts.items():
+            plan = self.plan(str(region)) if count >= _FAST_PATH_MIN_ROWS else None
+            if plan is None:
+                continue
+            if len(counts) == 1:
+                mine = np.arange(len(values))
+                subset = values
+            else:
+                mine = np.flatnonzero((regions == region).to_numpy(dtype=bool, na_value=False))
+                subset = values.iloc[mine]
+            self._fast(plan, subset, rows[mine], done, valid, pieces)
+            left = np.flatnonzero(~done[rows[mine]])
+            if len(left):
+                # Arrow's RE2 kernel: pandas' regex replace loops in Python.
+                spaced = columns.arrow(subset.iloc[left])
+                cleaned = columns.series(
+                    pc.replace_substring_regex(spaced, _SEPARATORS, ""), pd.RangeIndex(len(left))
+                )
+                self._fast(plan, cleaned, rows[mine[left]], done, valid, pieces)
 
     @staticmethod
     def _fast(
@@ -313,3 +332,24 @@ class PhoneNormaliser:
             pieces.append((accepted, e164))
             done[accepted] = True
             valid[accepted] = True
+
+
+def _number_regions(values: pd.Series) -> pd.Series:
+    """For "+" numbers, the main region of their country code ("" when there is none)."""
+    heads = columns.arrow(values.str.slice(1, 4))
+    distinct = pc.unique(heads)
+    owners = [_region_of_head(head) for head in distinct.to_pylist()]
+    found = pa.array(owners, type=pa.large_string()).take(pc.index_in(heads, value_set=distinct))
+    return columns.series(found, values.index)
+
+
+def _region_of_head(head: str | None) -> str:
+    """The main region of the country code a number's first digits spell, else ""."""
+    # Country codes are prefix-free, so the first match is the only one.
+    for size in (1, 2, 3):
+        digits = (head or "")[:size]
+        if len(digits) == size and digits.isdigit():
+            owners = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits))
+            if owners:
+                return str(owners[0])
+    return ""

@@ -82,6 +82,33 @@ def test_phone_fast_path_agrees_with_library(region: str) -> None:
     assert normaliser.library_calls < len(values)
 
 
+def test_foreign_international_numbers_agree_with_library() -> None:
+    """ "+" numbers of other countries (shared country codes too) get the library's answer
+    whatever the customer's country of residence."""
+    rng = random.Random(11)
+    values: list[str] = []
+    for region in ["GB", "IN", "PH", "EG", "CA", "IT", "RU", "KZ", "CN", "US", "PK", "JE"]:
+        cc = phonenumbers.country_code_for_region(region)
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            nsn = phonenumbers.national_significant_number(example)
+            for _ in range(40):
+                tail = list(nsn)
+                tail[rng.randrange(len(tail))] = str(rng.randrange(10))
+                values += [f"+{cc}{''.join(tail)}", f"+{cc} {''.join(tail)}"]
+    regions = ["AE"] * len(values)
+    normaliser = PhoneNormaliser()
+    got, valid = normaliser.normalise(
+        pd.Series(values, dtype="str"), pd.Series(regions, dtype="str")
+    )
+    expected = [library_e164(v, "AE") for v in values]
+    assert valid.tolist() == [bool(e) for e in expected]
+    assert got.tolist() == [e or v for e, v in zip(expected, values, strict=True)]
+    assert normaliser.library_calls < len(values) / 2
+
+
 def test_phone_fast_path_does_the_bulk_of_the_work() -> None:
     """Plain UAE mobiles in the usual spellings never reach the library."""
     rng = random.Random(7)

@@ -317,13 +317,13 @@ def test_faulty_partner_every_row_one_outcome_no_duplicates(rig: Rig, sandbox: S
 
 
 def test_every_partner_call_passes_the_rate_limiter(rig: Rig, sandbox: Sandbox) -> None:
-    """100 new customers at R=100/s: the sandbox sees about R per second, not hundreds."""
+    """60 new customers at R=100/s: the sandbox sees about R per second, not hundreds."""
     rate = 100
-    ids = [emirates_id(1000 + n) for n in range(100)]
+    ids = [emirates_id(1000 + n) for n in range(60)]
     results = rig.rows([task("b", n, i) for n, i in enumerate(ids, start=2)], rate=rate)
     assert all(r.outcome is Outcome.ONBOARDED for r in results)
     stats = sandbox.stats()
-    assert _calls(sandbox, "lookup") + _calls(sandbox, "onboard") == 200
+    assert _calls(sandbox, "lookup") + _calls(sandbox, "onboard") == 120
     # Unlimited, these calls arrive at several hundred per second. The bound is looser than
     # the limiter's own +10 % test (test_ratelimit) because the sandbox stamps arrivals in
     # its own process, which a loaded 2-core machine starves and then serves in bunches.

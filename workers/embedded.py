@@ -107,19 +107,34 @@ def _shutdown(socket_path: Path, *, save: bool) -> None:
         client.shutdown(save=save, nosave=not save)
 
 
+def _orphan(state_dir: Path, pid_file: Path) -> psutil.Process | None:
+    """The redis-server a crashed run left on this state dir, if it still runs."""
+    with contextlib.suppress(ValueError, OSError, psutil.Error):
+        proc = psutil.Process(int(pid_file.read_text().strip()))
+        cmdline = " ".join(proc.cmdline())
+        if "redis-server" in cmdline and str(state_dir) in cmdline:
+            return proc
+    return None
+
+
 def _clean_stale(state_dir: Path, socket_path: Path, pid_file: Path) -> None:
     """Remove what a crashed run left: an orphaned server, its socket, its pid file."""
+    orphan = _orphan(state_dir, pid_file) if pid_file.exists() else None
     if socket_path.exists() and _answers(socket_path):
+        # Saving keeps what the orphan holds (ledger, batches) for the run starting now.
         _shutdown(socket_path, save=True)
-    if pid_file.exists():
-        with contextlib.suppress(ValueError, OSError, psutil.Error):
-            proc = psutil.Process(int(pid_file.read_text().strip()))
-            if "redis-server" in " ".join(proc.cmdline()) and str(state_dir) in " ".join(
-                proc.cmdline()
-            ):
-                proc.terminate()
-                proc.wait(timeout=10)
-        pid_file.unlink(missing_ok=True)
+    if orphan is not None:
+        # Never start a second server on the same files while the first is still exiting.
+        with contextlib.suppress(psutil.Error):
+            # SIGTERM is redis-server's own graceful shutdown (it flushes the AOF); it also
+            # covers an orphan whose socket lived elsewhere (a long state dir path).
+            orphan.terminate()
+            try:
+                orphan.wait(timeout=STOP_TIMEOUT)
+            except psutil.TimeoutExpired:
+                orphan.kill()
+                orphan.wait(timeout=STOP_TIMEOUT)
+    pid_file.unlink(missing_ok=True)
     socket_path.unlink(missing_ok=True)
 
 

@@ -116,3 +116,13 @@ def test_in_process_worker_really_consumes_tasks() -> None:
         write.delay("after-stop")
         assert client.llen("onboard") == 1
         assert client.get("after-stop") is None
+
+
+def test_long_state_dir_path_still_gets_a_socket(tmp_path: Path) -> None:
+    """A state dir too long for a unix socket path still works; data persists there."""
+    state = tmp_path / ("deep-" * 20) / "state"
+    with embedded_redis(state, persist=True) as server:
+        assert len(str(state / "redis.sock")) > 108
+        redis.Redis.from_url(server.redis_url).set("k", "v")
+    with embedded_redis(state, persist=True) as again:
+        assert redis.Redis.from_url(again.redis_url).get("k") == b"v"

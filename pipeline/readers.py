@@ -267,10 +267,12 @@ def _decodes(path: Path, encoding: str) -> bool:
     return True
 
 
-def _text_sample(path: Path, encoding: str) -> str:
+def _text_sample(path: Path, encoding: str) -> tuple[str, bool]:
+    """The file's first bytes decoded, and whether they are the whole file."""
     with path.open("rb") as handle:
         data = handle.read(_SAMPLE * 4)
-    return data.decode(encoding, errors="replace")
+        complete = not handle.read(1)
+    return data.decode(encoding, errors="replace"), complete
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -308,7 +310,7 @@ class CsvReader:
         self.path = facts.path
         self.encoding = facts.encoding or "utf-8"
         self.has_quotes = facts.has_quotes
-        sample = _text_sample(self.path, self.encoding)
+        sample, self._sample_complete = _text_sample(self.path, self.encoding)
         # Excel honours (and some exports write) a first line "sep=;" naming the delimiter.
         declared = _SEP_LINE.match(sample)
         self.delimiter = declared.group(1) if declared else sniff_delimiter(sample)
@@ -329,6 +331,10 @@ class CsvReader:
             raise InputError(f"{self.path}: no header row (the file has no column names)")
         # Physical lines up to and including the header, so data lines are numbered as seen.
         self.header_lines = reader.line_num
+        # pyarrow skips rows by counting lines, blind to quotes: fine for a one-line header;
+        # a header with a quoted line break is parsed as the first record and dropped instead.
+        self._skip_header = self.header_lines == self._records_before_data
+        header = self._fit_trailing_delimiter(header, reader)
         self.headers = [
             cell.strip() or blank_header(i) for i, cell in enumerate(header, start=1)
         ]
@@ -340,6 +346,32 @@ class CsvReader:
                     f"{self.path}: line {line} opens a quoted value that is never closed "
                     "(the rest of the file would become one cell)"
                 )
+
+    def _fit_trailing_delimiter(self, header: list[str], reader: Any) -> list[str]:
+        """Accept a delimiter that ends every data line but not the header (or the reverse),
+        which some exports write: judged on the records in the sample, the header gains (or
+        loses) one blank column so that the widths agree. Other mismatches are left to fail."""
+        records: list[list[str]] = []
+        try:
+            for record in reader:
+                if record:
+                    records.append(record)
+                if len(records) > 200:
+                    break
+        except csv.Error:
+            return header
+        if len(records) > 1 and not self._sample_complete:
+            records.pop()  # the sample may end inside the last record
+        widths = {len(record) for record in records}
+        last_empty = all(not record[-1].strip() for record in records)
+        if len(widths) != 1:
+            return header
+        (width,) = widths
+        if width == len(header) + 1 and last_empty:
+            return [*header, ""]
+        if width == len(header) - 1 and not header[-1].strip() and self._skip_header:
+            return header[:-1]
+        return header
 
     def _arrow_encoding(self) -> str:
         # pyarrow skips a UTF-8 BOM itself and decodes UTF-8 natively (no transcoding cost).
@@ -354,10 +386,7 @@ class CsvReader:
                 read_options=pacsv.ReadOptions(
                     encoding=self._arrow_encoding(),
                     column_names=names,
-                    # Only the blank lines above the header are skipped by count: pyarrow's
-                    # skipping ignores quotes, so the header itself is parsed as the first
-                    # record (quoted line breaks and all) and dropped in _rechunk.
-                    skip_rows=self._records_before_data - 1,
+                    skip_rows=self._records_before_data - (0 if self._skip_header else 1),
                     # Bigger blocks buy little speed but raise peak memory steeply.
                     block_size=1 << 20,
                 ),
@@ -385,7 +414,7 @@ class CsvReader:
         pending: list[Any] = []
         buffered = 0
         next_line = self.header_lines + 1
-        header_pending = True
+        header_pending = not self._skip_header
         for batch in stream:
             if header_pending and batch.num_rows:
                 batch, header_pending = batch.slice(1), False

@@ -360,3 +360,22 @@ def test_legacy_code_pages_are_told_apart(
         "first_name": [line.split(",")[0] for line in text.splitlines()[1:]],
         "last_name": [line.split(",")[1] for line in text.splitlines()[1:]],
     }
+
+
+def test_trailing_delimiter_on_data_lines_only(tmp_path: Path) -> None:
+    """Data lines that all end with a delimiter the header lacks get a blank extra column
+    instead of failing."""
+    path = write(tmp_path, "first_name,last_name\nAnn,Lee,\nBob,Ray,\n")
+    table = open_table(path, required=())
+    assert table.info.headers == ["first_name", "last_name", "(column 3)"]
+    chunk = read_all(table)[0]
+    assert chunk.rows["last_name"].tolist() == ["Lee", "Ray"]
+    assert chunk.row_numbers.tolist() == [2, 3]
+
+
+def test_trailing_delimiter_on_the_header_only(tmp_path: Path) -> None:
+    """A header ending in a delimiter the data lines lack loses that empty column."""
+    path = write(tmp_path, "first_name;last_name;\nAnn;Lee\nBob;Ray\n")
+    table = open_table(path, required=())
+    assert table.info.headers == ["first_name", "last_name"]
+    assert read_all(table)[0].rows["first_name"].tolist() == ["Ann", "Bob"]

@@ -155,3 +155,10 @@ def test_bom_with_broken_utf8_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes(b"\xef\xbb\xbffirst_name\nRen\xe9\n")
     fails(path, "starts with a UTF-8 marker but is not UTF-8", required=())
+
+
+def test_mixed_trailing_delimiters_still_fail(tmp_path: Path) -> None:
+    """Only a consistent extra delimiter is forgiven; a single odd line is named."""
+    path = tmp_path / "in.csv"
+    path.write_text("first_name,last_name\nAnn,Lee,\nBob,Ray\n")
+    fails(path, "line 2 has 3 fields but the header has 2", required=())

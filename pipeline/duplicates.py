@@ -65,13 +65,16 @@ class DuplicateTracker:
         n = len(keys)
         keys = np.asarray(keys, dtype=np.int64)
         rows = np.asarray(rows, dtype=np.int64)
-        earlier = np.zeros(n, dtype=np.int64)
-        for run_keys, run_rows in runs:
-            pos = np.searchsorted(run_keys, keys).clip(max=len(run_keys) - 1)
-            hit = (run_keys[pos] == keys) & (earlier == 0)
-            earlier[hit] = run_rows[pos[hit]]
+        # Sorted first: binary searches for ascending keys walk the runs in cache order.
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
+        earlier_sorted = np.zeros(n, dtype=np.int64)
+        for run_keys, run_rows in runs:
+            pos = np.searchsorted(run_keys, ordered).clip(max=len(run_keys) - 1)
+            hit = (run_keys[pos] == ordered) & (earlier_sorted == 0)
+            earlier_sorted[hit] = run_rows[pos[hit]]
+        earlier = np.empty(n, dtype=np.int64)
+        earlier[order] = earlier_sorted
         starts = np.ones(n, dtype=bool)
         starts[1:] = ordered[1:] != ordered[:-1]
         # With a stable sort the first element of each group is its first row in this chunk.
@@ -80,7 +83,7 @@ class DuplicateTracker:
         in_chunk = np.empty(n, dtype=np.int64)
         in_chunk[order] = within
         result = np.where(earlier != 0, earlier, in_chunk)
-        new = starts & (earlier[order] == 0)
+        new = starts & (earlier_sorted == 0)
         if new.any():
             runs.append((ordered[new], rows[order][new]))
         if len(runs) > _MAX_RUNS:

@@ -257,7 +257,7 @@ class PhoneNormaliser:
             else:
                 mine = np.flatnonzero((regions == region).to_numpy(dtype=bool, na_value=False))
                 subset = values.iloc[mine]
-            self._fast(plan, subset, rows[mine], done, valid, pieces)
+            self._fast(plan, subset, rows[mine], done, valid, pieces, rewritten=False)
             left = np.flatnonzero(~done[rows[mine]])
             if len(left):
                 # Arrow's RE2 kernel: pandas' regex replace loops in Python.
@@ -265,7 +265,7 @@ class PhoneNormaliser:
                 cleaned = columns.series(
                     pc.replace_substring_regex(spaced, _SEPARATORS, ""), pd.RangeIndex(len(left))
                 )
-                self._fast(plan, cleaned, rows[mine[left]], done, valid, pieces)
+                self._fast(plan, cleaned, rows[mine[left]], done, valid, pieces, rewritten=True)
 
     @staticmethod
     def _fast(
@@ -275,8 +275,13 @@ class PhoneNormaliser:
         done: np.ndarray,
         valid: np.ndarray,
         pieces: list[tuple[np.ndarray, pd.Series]],
+        *,
+        rewritten: bool,
     ) -> None:
-        """Decide the plain spellings of ``plan``'s region, collecting accepted E.164 forms."""
+        """Decide the plain spellings of ``plan``'s region, collecting accepted E.164 forms.
+
+        ``rewritten``: ``values`` are not the input as typed (separators removed).
+        """
         prefixes = [f"+{plan.country_code}"]
         if plan.idd_is_00:
             prefixes.append(f"00{plan.country_code}")
@@ -287,8 +292,16 @@ class PhoneNormaliser:
             where = np.flatnonzero(starts)
             if len(where):
                 nsn = values.iloc[where].str.slice(len(prefix))
-                final = plan.sole_region
-                PhoneNormaliser._accept(plan, nsn, rows[where], done, valid, pieces, final=final)
+                PhoneNormaliser._accept(
+                    plan,
+                    nsn,
+                    rows[where],
+                    done,
+                    valid,
+                    # An untouched "+<cc><nsn>" already is the E.164 form: nothing to write back.
+                    None if prefix.startswith("+") and not rewritten else pieces,
+                    final=plan.sole_region,
+                )
         # The country code without "+" (common in bank exports): the library strips it only
         # when the whole number is not itself a possible national number.
         bare = values.str.startswith(plan.country_code).to_numpy(dtype=bool, na_value=False)
@@ -317,7 +330,7 @@ class PhoneNormaliser:
         rows: np.ndarray,
         done: np.ndarray,
         valid: np.ndarray,
-        pieces: list[tuple[np.ndarray, pd.Series]],
+        pieces: list[tuple[np.ndarray, pd.Series]] | None,
         *,
         final: bool,
     ) -> None:
@@ -328,8 +341,9 @@ class PhoneNormaliser:
             done[rows[plain & ~ok]] = True
         if ok.any():
             accepted = rows[ok]
-            e164 = "+" + plan.country_code + (nsn if ok.all() else nsn.iloc[np.flatnonzero(ok)])
-            pieces.append((accepted, e164))
+            if pieces is not None:
+                kept = nsn if ok.all() else nsn.iloc[np.flatnonzero(ok)]
+                pieces.append((accepted, "+" + plan.country_code + kept))
             done[accepted] = True
             valid[accepted] = True
 

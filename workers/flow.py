@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import structlog
 
 from pipeline.outcomes import Outcome, RowError, RowResult
+from pipeline.settings import PipelineSettings
 from workers.ratelimit import AsyncRateLimiter
 from workers.responses import (
     Found,
@@ -98,6 +99,16 @@ class FlowPolicy:
     claim_ttl_seconds: int = 120
     # How often to look whether another worker's claim is gone.
     claim_poll_seconds: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> FlowPolicy:
+        """The policy the pipeline settings describe."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_max_seconds=settings.backoff_max_seconds,
+            claim_ttl_seconds=settings.claim_ttl_seconds,
+        )
 
 
 def backoff_delay(policy: FlowPolicy, failures: int, retry_after: float | None) -> float:

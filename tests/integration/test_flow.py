@@ -17,7 +17,7 @@ import redis.asyncio
 from pydantic import SecretStr
 
 from pipeline.outcomes import Outcome, RowResult
-from pipeline.settings import PartnerSettings
+from pipeline.settings import PartnerSettings, PipelineSettings
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
 from sandbox.testing import SandboxHandle as Sandbox
 from workers.flow import FlowPolicy, RowTask, backoff_delay, process_row
@@ -337,3 +337,12 @@ def test_backoff_grows_and_honours_retry_after() -> None:
         delay = backoff_delay(policy, failures, None)
         assert ceiling / 2 <= delay <= ceiling
     assert backoff_delay(policy, 1, 20.0) == 20.0
+
+
+def test_policy_comes_from_the_pipeline_settings() -> None:
+    """FlowPolicy.from_settings carries the retry and claim knobs over unchanged."""
+    settings = PipelineSettings(max_attempts=9, backoff_base_seconds=0.2,
+                                backoff_max_seconds=4.0, claim_ttl_seconds=300)
+    assert FlowPolicy.from_settings(settings) == FlowPolicy(
+        max_attempts=9, backoff_base_seconds=0.2, backoff_max_seconds=4.0, claim_ttl_seconds=300
+    )

@@ -119,7 +119,7 @@ def inspect_file(path: Path) -> FileFacts:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
-    if size == 0 or not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+    if size == 0 or (size == len(head) and not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe")):
         raise InputError(f"{path}: file is empty")
     if head.startswith(_CFB_MAGIC):
         scan = _scan(path, check_utf8=False, marker=_ENCRYPTED_MARK)
@@ -442,7 +442,7 @@ class CsvReader:
             # next record starts that much further down. A raw scan of each column's character
             # buffer is far cheaper than counting per value, so only columns with a hit count.
             for column in table.columns:
-                if any(_LINE_BREAK.search(a.buffers()[2]) for a in column.chunks):
+                if any(_has_line_break(a) for a in column.chunks):
                     breaks = pc.count_substring(column, "\n")
                     spans += breaks.to_numpy(zero_copy_only=False).astype(np.int64)
         starts = first_line + np.concatenate(([0], np.cumsum(spans)[:-1]))
@@ -472,13 +472,15 @@ class CsvReader:
                     return None
                 except csv.Error as exc:
                     # Strict mode also objects to stray quotes pyarrow reads literally; only
-                    # running off the end inside quotes is the fatal case.
-                    if "unexpected end of data" in str(exc):
+                    # running off the end inside quotes (or into the csv module's field size
+                    # limit on the way there) is the fatal case.
+                    if "unexpected end of data" in str(exc) or "field limit" in str(exc):
                         return start
 
     def _explain_parse_failure(self) -> InputError:
         """Re-read with the csv module to find the first record whose field count is off."""
         width = len(self.headers)
+        start = 1
         try:
             with self.path.open(encoding=self.encoding, newline="", errors="replace") as fh:
                 reader = csv.reader(fh, delimiter=self.delimiter)
@@ -486,6 +488,10 @@ class CsvReader:
                     next(reader, None)
                 start = reader.line_num + 1
                 for record in reader:
+                    if record and not "".join(record).strip():
+                        return InputError(
+                            f"{self.path}: line {start} holds only spaces; delete that line"
+                        )
                     if record and len(record) != width:
                         return InputError(
                             f"{self.path}: line {start} has {len(record)} fields but the "
@@ -496,6 +502,11 @@ class CsvReader:
         except csv.Error as exc:
             return InputError(f"{self.path}: cannot be read as CSV near line {start} ({exc})")
         return InputError(f"{self.path}: cannot be read as CSV (unbalanced quotes?)")
+
+
+def _has_line_break(array: Any) -> bool:
+    data = array.buffers()[2]
+    return data is not None and _LINE_BREAK.search(data) is not None
 
 
 def _shown(delimiter: str) -> str:

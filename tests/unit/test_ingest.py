@@ -379,3 +379,11 @@ def test_trailing_delimiter_on_the_header_only(tmp_path: Path) -> None:
     table = open_table(path, required=())
     assert table.info.headers == ["first_name", "last_name"]
     assert read_all(table)[0].rows["first_name"].tolist() == ["Ann", "Bob"]
+
+
+def test_quoted_file_with_an_all_empty_column(tmp_path: Path) -> None:
+    """A column with no text at all (no character buffer) does not upset line counting."""
+    path = write(tmp_path, 'first_name,notes\n"x",\n"y\nz",\n')
+    chunk = read_all(open_table(path, required=()))[0]
+    assert chunk.raw["notes"].tolist() == ["", ""]
+    assert chunk.row_numbers.tolist() == [2, 3]

@@ -162,3 +162,18 @@ def test_mixed_trailing_delimiters_still_fail(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("first_name,last_name\nAnn,Lee,\nBob,Ray\n")
     fails(path, "line 2 has 3 fields but the header has 2", required=())
+
+
+def test_unclosed_quote_in_a_big_file(tmp_path: Path) -> None:
+    """An unclosed quote followed by more text than the csv module's field limit is still
+    reported at its own line."""
+    path = tmp_path / "in.csv"
+    path.write_text('first_name,last_name\nAnn,"Lee\n' + "Bob,Ray\n" * 30_000)
+    fails(path, "line 2 opens a quoted value that is never closed", required=())
+
+
+def test_line_of_spaces_is_named(tmp_path: Path) -> None:
+    """A line holding only spaces is not a record; the message says so and where."""
+    path = tmp_path / "in.csv"
+    path.write_text("first_name,last_name\nAnn,Lee\n   \nBob,Ray\n")
+    fails(path, "line 3 holds only spaces", required=())

@@ -93,7 +93,7 @@ class Table:
         if size < 1:
             raise ValueError("chunk size must be at least 1")
         if isinstance(self._reader, ExcelReader):
-            positions = {h: i for i, h in enumerate(self.info.headers)}
+            positions = self._position
             dates = [positions[self._source_of[c]] for c in DATE_COLUMNS if c in self._source_of]
             id_header = self._source_of.get("id_number")
             id_position = positions[id_header] if id_header is not None else None

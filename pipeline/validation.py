@@ -80,6 +80,18 @@ class _Finding:
     message: str | list[str]
 
 
+class _Present(dict[str, np.ndarray]):
+    """Non-empty masks of the columns, computed the first time a rule asks for one."""
+
+    def __init__(self, cols: dict[str, pd.Series]) -> None:
+        super().__init__()
+        self._cols = cols
+
+    def __missing__(self, name: str) -> np.ndarray:
+        mask = self[name] = columns.nonempty(self._cols[name])
+        return mask
+
+
 class _Collector:
     """Gathers the findings of one chunk and which rows already failed each column."""
 
@@ -155,18 +167,19 @@ class Validator:
         index = rows.index
         n = len(rows)
         empty = pd.Series([""] * n, dtype="str")
+        renumber = not index.equals(pd.RangeIndex(n))
         cols: dict[str, pd.Series] = {}
         for name in CANONICAL_COLUMNS:
             if name in rows.columns:
-                col = rows[name].reset_index(drop=True)
+                col = rows[name].reset_index(drop=True) if renumber else rows[name]
                 cols[name] = col if col.dtype == "str" else col.fillna("").astype("str")
             else:
                 cols[name] = empty
         out = dict(cols)
-        present = {name: columns.nonempty(col) for name, col in cols.items()}
+        present = _Present(cols)
         found = _Collector()
         for name in self.settings.mandatory_columns:
-            if name in present:
+            if name in cols:
                 found.add(name, Code.REQUIRED, ~present[name], f"{label(name)} is required")
         self._codes(cols, out, present, found)
         self._dates(cols, out, present, found)

@@ -137,3 +137,15 @@ def test_document_files(tmp_path: Path) -> None:
         errors = validator.validate_row({**BASE, "id_front_file": path, "id_back_file": "back.pdf"})
         assert [e.code for e in errors] == codes, path
         assert all(e.field == "id_front_file" for e in errors)
+
+
+def test_chunk_with_an_offset_index_keeps_it() -> None:
+    """A chunk indexed from 100 is validated by position; normalised keeps the chunk's index."""
+    chunk = make_chunk([BASE, {**BASE, "gender": "Q", "id_number": "784199190000119"}], 40)
+    chunk.rows.index = pd.RangeIndex(100, 102)
+    chunk.row_numbers.index = pd.RangeIndex(100, 102)
+    result = make_validator().validate_chunk(chunk)
+    assert list(result.errors) == [41]
+    assert [e.code for e in result.errors[41]] == ["unknown_code"]
+    assert list(result.normalised.index) == [100, 101]
+    assert result.normalised.loc[100, "gender"] == "F"

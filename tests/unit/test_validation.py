@@ -149,3 +149,54 @@ def test_chunk_with_an_offset_index_keeps_it() -> None:
     assert [e.code for e in result.errors[41]] == ["unknown_code"]
     assert list(result.normalised.index) == [100, 101]
     assert result.normalised.loc[100, "gender"] == "F"
+
+
+WEIRD = [
+    " ",
+    "٠٥٠١٢٣٤٥٦٧",
+    "x" * 10_000,
+    "=cmd|' /C calc'!A0",
+    "\x00",
+    "😀",
+    "NaN",
+    "-",
+    "+",
+    "00",
+    "+971",
+    "784",
+    "1/1/1",
+    "\u200b",
+    "@",
+    "+971 50 123 4567 ext 12",
+    "7.84198E+14",
+]
+
+
+def test_odd_cells_in_every_column_give_errors_not_exceptions() -> None:
+    """Any odd value in any column yields at most errors; the base row's other cells stay clean."""
+    validator = make_validator()
+    rows = [
+        {**BASE, "id_number": f"P{i:07d}", "id_type": "1", column: value}
+        for i, (column, value) in enumerate(
+            (column, value) for value in WEIRD for column in CANONICAL_COLUMNS
+        )
+    ]
+    result = validator.validate_chunk(make_chunk(rows))
+    for number, errors in result.errors.items():
+        row = rows[number - 2]
+        changed = {c for c in CANONICAL_COLUMNS if row.get(c, "") != BASE.get(c, "")}
+        # Only the mutated cell (or the ID pair it belongs to) is blamed.
+        assert {e.field for e in errors} <= changed | {"id_number"}, (number, errors)
+
+
+def test_empty_and_untyped_chunks() -> None:
+    """A chunk without rows, and one of plain Python objects with None cells, validate."""
+    validator = make_validator()
+    empty = validator.validate_chunk(make_chunk([]))
+    assert empty.errors == {}
+    assert list(empty.normalised.columns) == list(CANONICAL_COLUMNS)
+    frame = pd.DataFrame({c: [BASE.get(c), None] for c in CANONICAL_COLUMNS}, dtype=object)
+    chunk = Chunk(raw=frame, rows=frame, row_numbers=pd.Series([2, 3]), read_errors={})
+    result = validator.validate_chunk(chunk)
+    assert list(result.errors) == [3]
+    assert {e.code for e in result.errors[3]} == {"required"}

@@ -276,6 +276,10 @@ def emirates_id_problems(
 
     ``784-YYYY-NNNNNNN-C`` is accepted and normalised to its 15 digits. A number gets only its
     first failing rule, the most precise thing to tell the clerk.
+
+    The year digits are deliberately not compared with ``date_of_birth``: the partner does
+    not require it, a mismatch cannot say which of the two cells is wrong, and rejecting
+    locally what the partner would accept costs the customer a night run.
     """
     dashed = np.flatnonzero(numbers.str.fullmatch(_EID_DASHED).to_numpy(dtype=bool, na_value=False))
     if len(dashed):

@@ -213,3 +213,11 @@ def test_streaming_engine_reads_exactly_like_calamine(tmp_path: Path) -> None:
     other = ExcelReader(facts, "Other", stream_above_xml_bytes=0)
     assert next(iter(other.frames(10))).frame.to_dict("list") == {
         "first_name": ["Other"], "nationality": ["IN"]}
+
+
+def test_workbook_can_be_read_twice(tmp_path: Path) -> None:
+    """Each ``chunks()`` call starts again at the top of the sheet."""
+    table = open_table(workbook(tmp_path, ROWS), required=())
+    first = [c.row_numbers.tolist() for c in table.chunks(2)]
+    second = [c.row_numbers.tolist() for c in table.chunks(2)]
+    assert first == second == [[2, 3], [5]]

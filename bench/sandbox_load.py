@@ -83,9 +83,11 @@ def main() -> None:
         server = psutil.Process(sandbox.process.pid)
         cpu_before = sum(server.cpu_times()[:2])
         started = time.perf_counter()
+        client_before = time.process_time()
         done, errors = asyncio.run(load(sandbox.base_url, token, args.seconds, args.concurrency))
         elapsed = time.perf_counter() - started
         server_cpu = sum(server.cpu_times()[:2]) - cpu_before
+        client_cpu = time.process_time() - client_before
         stats = sandbox.stats()
     ceiling = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else float("inf")
     print(f"latency {args.latency_ms:.0f} ms, {args.concurrency} in flight, {elapsed:.1f} s")
@@ -95,6 +97,7 @@ def main() -> None:
         f"server CPU    {server_cpu:.2f} s = {server_cpu / done * 1e6:.0f} us/request "
         f"(one core's worth: {done / server_cpu:,.0f} req/s)"
     )
+    print(f"client CPU    {client_cpu:.2f} s = {client_cpu / done * 1e6:.0f} us/request")
     print(f"peak in flight {stats['peak_concurrency']}, peak rps {stats['peak_rps']}")
     print(f"creates {stats['creates']}, customers {stats['customers']}")
 

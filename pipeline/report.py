@@ -40,6 +40,11 @@ from pipeline.outcomes import Outcome, RowError
 REPORT_COLUMNS = ("row_number", "outcome", "error_code", "error_field", "error_message")
 """Outcome columns every report ends with, in this order (extra columns follow them)."""
 
+PIPELINE_REPORT_COLUMNS = (
+    "row_number", "outcome", "ecrn", "error_code", "error_field", "error_message", "attempts",
+)
+"""Outcome columns of a pipeline run's report, in the order the issue specifies."""
+
 VALID = "valid"
 """Outcome of a row that passed every local rule in a validate-only report.
 
@@ -221,9 +226,16 @@ class ReportWriter:
         name: str,
         extra_columns: Sequence[str] = (),
         xlsx: bool = False,
+        columns: Sequence[str] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.outcome_columns = (*REPORT_COLUMNS, *extra_columns)
+        # ``columns`` replaces the default outcome columns outright (the pipeline's report puts
+        # ``ecrn`` right after ``outcome``); it must start with ``row_number``.
+        self.outcome_columns = (
+            tuple(columns) if columns is not None else (*REPORT_COLUMNS, *extra_columns)
+        )
+        if self.outcome_columns[:1] != ("row_number",):
+            raise ValueError("report columns must start with row_number")
         reserved = {c.strip().lower() for c in self.outcome_columns}
         # Positions of the input columns carried into the report (see module docstring).
         self._keep = [i for i, h in enumerate(input_headers) if h.strip().lower() not in reserved]

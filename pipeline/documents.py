@@ -39,8 +39,9 @@ class DocumentChecker:
     def _check(self, relative: str) -> tuple[Code, str] | None:
         """Uncached :meth:`check`."""
         try:
-            # resolve() follows symbolic links, so a link pointing outside is caught here too.
-            path = (self._base / relative).resolve()
+            # Files listed on Windows use backslashes; resolve() follows symbolic links, so a
+            # link pointing outside is caught below too.
+            path = (self._base / relative.replace("\\", "/")).resolve()
         except (OSError, ValueError):
             return Code.BAD_PATH, "file path is not usable (control characters or too long)"
         if not path.is_relative_to(self._base):

@@ -110,6 +110,8 @@ def test_many_rows_only_failing_rows_have_errors() -> None:
 def test_document_files(tmp_path: Path) -> None:
     """Files must exist inside the input folder, be JPEG/PNG/PDF by content, and be small."""
     (tmp_path / "front.png").write_bytes(PNG)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inner.png").write_bytes(PNG)
     (tmp_path / "back.pdf").write_bytes(PDF)
     (tmp_path / "scan.jpg").write_bytes(JPEG)
     (tmp_path / "fake.jpg").write_bytes(b"GIF89a not really" + b"\0" * 64)
@@ -131,6 +133,8 @@ def test_document_files(tmp_path: Path) -> None:
         "/etc/passwd": ["bad_path"],
         "link.png": ["bad_path"],
         "bad\x00name.png": ["bad_path"],
+        "sub\\inner.png": [],
+        "..\\outside.png": ["bad_path"],
         "x" * 5000 + ".png": ["file_missing"],
     }
     for path, codes in cases.items():

@@ -31,7 +31,7 @@ _CACHE_LIMIT = 50_000
 
 
 class EmailNormaliser:
-    """Normalised address for each value, "" when the library would reject it."""
+    """Normalises addresses as email-validator does and says which it would reject."""
 
     def __init__(self) -> None:
         self._cache: dict[str, str] = {}

@@ -2,14 +2,17 @@
 library itself for everything else.
 
 ``phonenumbers`` costs about 20 µs a number, far too slow for a million rows. Most numbers in
-a file are written one of three plain ways for the customer's country of residence
-(``+971501234567``, ``00971501234567``, ``0501234567``). For those the library's decision is
+a file are written a few plain ways for the customer's country of residence
+(``+971501234567``, ``00971501234567``, ``971501234567``, ``0501234567``, with or without
+spaces and dashes), or as ``+<cc>...`` of another country. For those the library's decision is
 a pure function of its own metadata: the national number must match the region's general
 pattern and one number-type pattern (with that type's possible lengths), and no national
 prefix may be strippable. The fast path evaluates exactly those patterns with vectorised
-regular expressions, so it only ever *accepts* what the library would accept, with the same
-E.164 result. Anything it does not accept (other spellings, foreign numbers, invalid numbers)
-goes to the library, once per distinct (value, region), through a bounded cache.
+regular expressions (RE2 through Arrow), so it accepts only what the library accepts, with
+the same E.164 result; it rejects on its own only a digits-only ``+<cc>`` number of a region
+that owns its country code alone, where the library could not decide otherwise. Everything
+else goes to the library, once per distinct (value, region), through a bounded cache.
+``tests/unit/test_rules_fastpaths.py`` checks the agreement on thousands of numbers.
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def build_plan(region: str) -> RegionPlan | None:
 
 
 class PhoneNormaliser:
-    """Turns phone numbers into E.164 strings (or "" when invalid), region by region."""
+    """Turns phone numbers into E.164 strings, region by region, and says which are valid."""
 
     def __init__(self) -> None:
         self._plans: dict[str, RegionPlan | None] = {}

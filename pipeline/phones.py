@@ -9,9 +9,10 @@ a pure function of its own metadata: the national number must match the region's
 pattern and one number-type pattern (with that type's possible lengths), and no national
 prefix may be strippable. The fast path evaluates exactly those patterns with vectorised
 regular expressions (RE2 through Arrow), so it accepts only what the library accepts, with
-the same E.164 result; it rejects on its own only a digits-only ``+<cc>`` number of a region
-that owns its country code alone, where the library could not decide otherwise. Everything
-else goes to the library, once per distinct (value, region), through a bounded cache.
+the same E.164 result. It rejects on its own only a digits-only international number
+(``+<cc>`` or ``00<cc>``) of a region that owns its country code alone, where the library
+could not decide otherwise. Everything else goes to the library, once per distinct
+(value, region), through a bounded cache.
 ``tests/unit/test_rules_fastpaths.py`` checks the agreement on thousands of numbers.
 """
 

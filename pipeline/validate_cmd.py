@@ -93,7 +93,8 @@ def validate_file(
             today=today,
         )
     except UnusableInput as exc:
-        return ValidateResult(EXIT_UNUSABLE, error=str(exc))
+        # One line whatever the underlying library put in its message.
+        return ValidateResult(EXIT_UNUSABLE, error=" ".join(str(exc).splitlines()))
 
 
 def _run(

@@ -83,6 +83,183 @@ def _print_validation_summary(summary: dict[str, Any], reports: list[Path]) -> N
         console.print(f"report: {path}", markup=False)
 
 
+def _fail(error: str | None, code: int) -> None:
+    """One plain line on stderr (no rich wrapping) and the exit code."""
+    print(f"error: {error}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _logging() -> None:
+    """structlog for this process: JSON off a terminal, personal data masked."""
+    import os
+
+    from pipeline.logs import configure_logging
+
+    configure_logging(os.environ.get("ONBOARD_LOG_LEVEL", "WARNING"))
+
+
+def _print_run_summary(summary: dict[str, Any], reports: list[Path]) -> None:
+    """Rows per outcome, partner calls, and where the report is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    title = f"batch {summary['batch_id']} · {summary['input']['file']}"
+    if not summary["complete"]:
+        title += " · NOT COMPLETE (partial report)"
+    table = Table(title=title, show_header=False)
+    table.add_row("rows", f"{summary['rows']:,}")
+    for outcome, count in summary["outcomes"].items():
+        if count:
+            table.add_row(outcome, f"{count:,}")
+    calls = ", ".join(f"{k} {v:,}" for k, v in summary["partner_calls"].items() if v)
+    table.add_row("partner calls", calls or "none")
+    table.add_row("token grants", f"{summary['token_grants']:,}")
+    console.print(table)
+    for path in reports:
+        console.print(f"report: {path}", markup=False)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")],
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
+        "reports"
+    ),
+    column_map: Annotated[
+        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
+    ] = None,
+    master_data: Annotated[
+        Path | None, typer.Option(help="Directory of master-data code lists.")
+    ] = None,
+    sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+) -> None:
+    """Validate, enqueue, onboard every valid row, wait, and write the report.
+
+    Without ONBOARD_REDIS_URL a private Redis and an in-process worker are started.
+    Exit code 0: every row onboarded or already there; 1: other outcomes; 2: unusable.
+    """
+    from pipeline.run_cmd import run_file
+
+    _logging()
+    result = run_file(
+        file, sandbox=sandbox, out_dir=out, column_map=column_map,
+        master_data_dir=master_data, sheet=sheet,
+    )
+    if result.summary is None:
+        _fail(result.error, result.exit_code)
+    assert result.summary is not None
+    _print_run_summary(result.summary, result.reports)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")],
+    column_map: Annotated[
+        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
+    ] = None,
+    master_data: Annotated[
+        Path | None, typer.Option(help="Directory of master-data code lists.")
+    ] = None,
+    sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+) -> None:
+    """Validate and enqueue a file on the shared Redis (ONBOARD_REDIS_URL); print the batch id."""
+    from pipeline.run_cmd import submit_only
+
+    _logging()
+    result = submit_only(file, column_map=column_map, master_data_dir=master_data, sheet=sheet)
+    if result.batch_id is None:
+        _fail(result.error, result.exit_code)
+    print(result.batch_id)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Chunks in progress at once in this process.")
+    ] = 4,
+) -> None:
+    """Run a worker on the shared Redis (ONBOARD_REDIS_URL); start any number, anywhere."""
+    from pipeline.run_cmd import run_worker
+    from pipeline.validate_cmd import UnusableInput
+
+    _logging()
+    try:
+        raise typer.Exit(run_worker(concurrency))
+    except UnusableInput as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def status(
+    batch: Annotated[str | None, typer.Argument(help="Batch id (omit to list batches).")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Show live progress until the batch completes.")
+    ] = False,
+) -> None:
+    """Show a batch's progress (or list the recent batches)."""
+    from rich.console import Console
+
+    from pipeline.progress import describe
+    from pipeline.progress import follow as follow_batch
+    from pipeline.run_cmd import load_settings, open_store
+    from pipeline.validate_cmd import UnusableInput
+    from workers.submit import batch_state
+
+    _logging()
+    console = Console(highlight=False)
+    try:
+        with open_store(load_settings()) as store:
+            if batch is None:
+                for batch_id in store.recent_batches(20):
+                    state = batch_state(store, batch_id)
+                    if state is not None:
+                        flag = "complete" if state.complete else "running"
+                        console.print(
+                            f"{batch_id}  {state.meta.file_name}  {state.done:,}/"
+                            f"{state.total:,}  {flag}", markup=False,
+                        )
+                return
+            state = batch_state(store, batch)
+            if state is None:
+                _fail(f"batch {batch}: unknown (or expired) batch", 2)
+            assert state is not None
+            if follow:
+                state = follow_batch(store, batch, console=console)
+            flag = "complete" if state.complete else "running"
+            console.print(
+                f"{batch}: {state.done:,}/{state.total:,} rows done, {flag} "
+                f"({describe(state)})", markup=False,
+            )
+    except UnusableInput as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def report(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Write a batch's report (a partial one, saying so, while it still runs)."""
+    from pipeline.run_cmd import report_batch
+
+    _logging()
+    result = report_batch(batch, out_dir=out)
+    if result.summary is None:
+        _fail(result.error, result.exit_code)
+    assert result.summary is not None
+    _print_run_summary(result.summary, result.reports)
+    raise typer.Exit(result.exit_code)
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,

@@ -1,0 +1,126 @@
+"""The per-process runtime of a worker: one asyncio loop in a background thread.
+
+Celery's ``threads`` pool runs several chunks at once in one process; all of them hand their
+rows to *one* event loop (``asyncio.run_coroutine_threadsafe``), so the process has one
+partner connection pool, one in-memory token, one async Redis pool and one in-flight cap.
+Everything here is built lazily in the process that uses it, after any fork: sockets and
+loops never cross a fork (:class:`RuntimeHolder` rebuilds when the pid changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+
+from pipeline.settings import Settings
+from workers.flow import FlowPolicy
+from workers.partner import PartnerClient
+from workers.ratelimit import AsyncRateLimiter
+from workers.store import AsyncBatchStore, BatchStore
+from workers.token import TokenBroker
+
+T = TypeVar("T")
+
+CLOSE_TIMEOUT = 10.0
+
+
+class Runtime:
+    """Loop thread, partner client, token broker, stores and rate limiter of one process."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        p = settings.pipeline
+        self.settings = settings
+        self.pid = os.getpid()
+        self.policy = FlowPolicy.from_settings(p)
+        self.redis = redis.Redis.from_url(redis_url)
+        self.store = BatchStore(self.redis, ttl_seconds=p.state_ttl_seconds, prefix=p.key_prefix)
+        self.broker = TokenBroker(self.redis, settings.partner, key_prefix=f"{p.key_prefix}:token")
+        # Grants already counted into a batch's call counters (see ``take_grants``).
+        self._grants_counted = 0
+        self._grants_lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="onboard-loop", daemon=True
+        )
+        self._thread.start()
+        self._redis_url = redis_url
+        self.run(self._open())
+
+    async def _open(self) -> None:
+        """Build the loop-bound parts inside the loop that will use them."""
+        p = self.settings.pipeline
+        self.aredis = redis.asyncio.Redis.from_url(self._redis_url)
+        self.astore = AsyncBatchStore(
+            self.aredis, ttl_seconds=p.state_ttl_seconds, prefix=p.key_prefix
+        )
+        self.limiter = AsyncRateLimiter(
+            self.aredis, rate=p.rate_limit_per_second, burst=p.rate_limit_burst,
+            max_in_flight=p.max_in_flight, prefix=p.key_prefix,
+        )
+        self.client = PartnerClient(self.settings.partner, self.broker)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the process's loop and wait for its result (any thread but the
+        loop's own)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def take_grants(self) -> int:
+        """Token grants made by this process since the last call (to count into a batch)."""
+        with self._grants_lock:
+            fresh = self.broker.grants - self._grants_counted
+            self._grants_counted = self.broker.grants
+            return fresh
+
+    def close(self) -> None:
+        """Close clients and stop the loop thread."""
+        if self.loop.is_closed():
+            return
+
+        async def shut() -> None:
+            await self.client.aclose()
+            await self.aredis.aclose()
+
+        try:
+            self.run(shut(), timeout=CLOSE_TIMEOUT)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(CLOSE_TIMEOUT)
+            if not self._thread.is_alive():
+                self.loop.close()
+            self.broker.close()
+            self.redis.close()
+
+
+class RuntimeHolder:
+    """Builds the :class:`Runtime` on first use in each process; thread safe."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self._lock = threading.Lock()
+        self._runtime: Runtime | None = None
+
+    def get(self) -> Runtime:
+        """This process's runtime (a forked child builds its own)."""
+        runtime = self._runtime
+        if runtime is not None and runtime.pid == os.getpid():
+            return runtime
+        with self._lock:
+            runtime = self._runtime
+            if runtime is None or runtime.pid != os.getpid():
+                runtime = Runtime(self.settings, self.redis_url)
+                self._runtime = runtime
+            return runtime
+
+    def close(self) -> None:
+        """Close this process's runtime, if one was built."""
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+        if runtime is not None and runtime.pid == os.getpid():
+            runtime.close()

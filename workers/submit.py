@@ -1,0 +1,304 @@
+"""Open a batch, validate the file, record the invalid rows, enqueue the valid ones in chunks.
+
+Shared by ``onboard run``/``onboard submit`` and the drop-folder watcher. The file streams
+through the same ingest and :class:`~pipeline.validation.Validator` as ``onboard validate``;
+each valid row's partner body is built here (document scans read and base64-encoded here), so
+workers need nothing but Redis and the partner. Messages carry ``rows_per_message`` rows
+each and go out through one producer connection.
+
+Completion is read from the store's counters: the batch is complete once the whole file has
+been read (``total_rows`` set, then ``enqueue_done``) and every row has an outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import filetype
+import structlog
+
+from pipeline.masterdata import MasterData, MasterDataError, load_master_data
+from pipeline.outcomes import Outcome
+from pipeline.report import join_errors
+from pipeline.settings import Settings
+from pipeline.validate_cmd import CHUNK_ROWS, UnusableInput
+from workers.store import BatchMeta, BatchStore, RowRecord
+from workers.tasks import PROCESS_CHUNK, chunk_message
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from pipeline.ingest import Table
+
+log = structlog.get_logger(__name__)
+
+# Documents encoded once per path and kept for rows naming the same file; bounded.
+_DOC_CACHE_LIMIT = 256
+
+
+class SubmitError(UnusableInput):
+    """The file, an option or a setting cannot be used; a one-line message."""
+
+
+@dataclass(slots=True)
+class Submission:
+    """What a submit did: the batch and its row counts."""
+
+    batch_id: str
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    messages: int = 0
+    file_name: str = ""
+    sha256: str = ""
+    master_data_version: str = ""
+    format: str = ""
+
+
+@dataclass(slots=True)
+class BatchState:
+    """A batch's progress as the store's counters tell it."""
+
+    batch_id: str
+    meta: BatchMeta
+    counts: dict[Outcome, int] = field(default_factory=dict)
+    done: int = 0
+    enqueue_done: bool = False
+    input: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Rows of the input (0 until the whole file has been read)."""
+        return self.meta.total_rows
+
+    @property
+    def complete(self) -> bool:
+        """Every row of the fully read input has an outcome."""
+        return self.enqueue_done and self.done >= self.total
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """How to (re)open a batch's input exactly as submit read it."""
+
+    path: Path
+    sheet: str | None = None
+    column_map: Path | None = None
+    master_data_dir: Path | None = None
+
+
+def new_batch_id() -> str:
+    """A sortable, unique batch id: UTC time plus random hex."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def open_input(spec: InputSpec, settings: Settings) -> Table:
+    """Open the input as ingest does (required columns from the settings)."""
+    from pipeline.ingest import open_table
+    from pipeline.schema import ColumnMap
+
+    mapping = ColumnMap.load(spec.column_map) if spec.column_map is not None else None
+    return open_table(
+        spec.path, sheet=spec.sheet, column_map=mapping,
+        required=settings.validation.mandatory_columns,
+    )
+
+
+class _Documents:
+    """Reads and base64-encodes the ID scans rows name (paths relative to the input)."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self._base = base_dir
+        self._cache: dict[str, dict[str, str]] = {}
+
+    def encode(self, relative: str) -> dict[str, str]:
+        cached = self._cache.get(relative)
+        if cached is not None:
+            return cached
+        data = (self._base / relative).read_bytes()
+        kind = filetype.guess(data[:262])
+        encoded = {
+            "base64_data": base64.b64encode(data).decode("ascii"),
+            "content_type": kind.mime if kind is not None else "application/octet-stream",
+        }
+        if len(self._cache) >= _DOC_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[relative] = encoded
+        return encoded
+
+    def for_row(self, row: Mapping[str, str]) -> dict[str, dict[str, str]] | None:
+        documents: dict[str, dict[str, str]] = {}
+        for column, side in (("id_front_file", "id_front"), ("id_back_file", "id_back")):
+            if relative := (row.get(column) or "").strip():
+                documents[side] = self.encode(relative)
+        return documents or None
+
+
+def submit_file(
+    path: Path,
+    *,
+    app: Celery,
+    store: BatchStore,
+    settings: Settings,
+    column_map: Path | None = None,
+    master_data_dir: Path | None = None,
+    sheet: str | None = None,
+    today: date | None = None,
+    batch_id: str | None = None,
+    on_chunk: Callable[[Submission], None] | None = None,
+) -> Submission:
+    """Validate ``path``, open a batch, record invalid rows, enqueue the valid ones.
+
+    Raises :class:`SubmitError` (one line) when the file, the column map or the master data
+    cannot be used. A file found broken mid-way (a ragged line) leaves a batch whose meta
+    says ``error``; the rows enqueued before it are still processed.
+    """
+    from pipeline.ingest import InputError
+    from pipeline.schema import to_partner_body
+    from pipeline.validation import Validator
+
+    path = Path(path)
+    spec = InputSpec(
+        path.resolve(), sheet,
+        column_map.resolve() if column_map is not None else None,
+        master_data_dir.resolve() if master_data_dir is not None else None,
+    )
+    rules = settings.validation
+    if master_data_dir is not None:
+        rules = rules.model_copy(update={"master_data_dir": master_data_dir})
+    try:
+        master: MasterData = load_master_data(rules.master_data_dir)
+        table = open_input(spec, settings)
+    except (InputError, MasterDataError) as exc:
+        raise SubmitError(str(exc)) from None
+    except OSError as exc:
+        raise SubmitError(f"{exc.filename or path}: {exc.strerror or exc}") from None
+    info = table.info
+    validator = Validator(master, rules, base_dir=spec.path.parent, today=today or date.today())
+    documents = _Documents(spec.path.parent)
+    sub = Submission(
+        batch_id=batch_id or new_batch_id(), file_name=path.name, sha256=info.sha256,
+        master_data_version=master.version, format=info.format,
+    )
+    store.create_batch(BatchMeta(
+        sub.batch_id, file_name=path.name, sha256=info.sha256,
+        master_data_version=master.version, started_at=_now(),
+    ))
+    store.update_meta(
+        sub.batch_id, input_path=str(spec.path), sheet=info.sheet or "",
+        column_map=str(spec.column_map or ""), master_data_dir=str(rules.master_data_dir),
+        format=info.format,
+    )
+    per_message = settings.pipeline.rows_per_message
+    log.info("batch.submit", batch_id=sub.batch_id, file=path.name, format=info.format)
+    try:
+        with app.producer_or_acquire() as producer:
+            for chunk in table.chunks(CHUNK_ROWS):
+                result = validator.validate_chunk(chunk)
+                invalid = [
+                    _invalid_record(n, errs) for n, errs in result.errors.items() if errs
+                ]
+                store.record_outcomes(sub.batch_id, invalid)
+                bad = {r.row_number for r in invalid}
+                valid = _valid_rows(result.normalised, chunk.row_numbers.tolist(), bad)
+                batch: list[dict[str, Any]] = []
+                for number, row in valid:
+                    batch.append({
+                        "row_number": number,
+                        "id_type": row["id_type"],
+                        "id_number": row["id_number"],
+                        "body": to_partner_body(row, documents=documents.for_row(row)),
+                    })
+                    if len(batch) >= per_message:
+                        _publish(app, producer, sub, batch)
+                        batch = []
+                if batch:
+                    _publish(app, producer, sub, batch)
+                sub.rows += len(chunk)
+                sub.invalid += len(invalid)
+                sub.valid += len(valid)
+                store.set_enqueued(sub.batch_id, sub.rows)
+                if on_chunk is not None:
+                    on_chunk(sub)
+    except (InputError, OSError, ValueError) as exc:
+        message = _one_line(exc, path)
+        store.update_meta(sub.batch_id, error=message)
+        raise SubmitError(f"{message} (batch {sub.batch_id} stopped after {sub.rows} rows)"
+                          ) from None
+    store.set_total(sub.batch_id, sub.rows)
+    store.update_meta(sub.batch_id, enqueue_done=1)
+    log.info(
+        "batch.enqueued", batch_id=sub.batch_id, rows=sub.rows, valid=sub.valid,
+        invalid=sub.invalid, messages=sub.messages,
+    )
+    return sub
+
+
+def _one_line(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.filename or path}: {exc.strerror or exc}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _invalid_record(row_number: int, errors: Any) -> RowRecord:
+    codes, fields, messages = join_errors(errors)
+    return RowRecord(int(row_number), Outcome.INVALID, "", codes, fields, messages, 0)
+
+
+def _valid_rows(
+    normalised: Any, row_numbers: list[int], bad: set[int]
+) -> list[tuple[int, dict[str, str]]]:
+    """(row number, normalised row) of the rows that passed every rule, in input order."""
+    keep = [i for i, n in enumerate(row_numbers) if n not in bad]
+    if not keep:
+        return []
+    records = cast(list[dict[str, str]], normalised.iloc[keep].to_dict("records"))
+    return [(row_numbers[i], rec) for i, rec in zip(keep, records, strict=True)]
+
+
+def _publish(app: Celery, producer: Any, sub: Submission, rows: list[dict[str, Any]]) -> None:
+    chunk_id = f"c{sub.messages}"
+    app.send_task(
+        PROCESS_CHUNK, args=[chunk_message(sub.batch_id, chunk_id, rows)], producer=producer
+    )
+    sub.messages += 1
+
+
+def batch_state(store: BatchStore, batch_id: str) -> BatchState | None:
+    """The batch's meta and counters, or None for an unknown (or expired) batch."""
+    raw = cast(dict[bytes, bytes], store.r.hgetall(store.keys.meta(batch_id)))
+    if not raw:
+        return None
+    meta = BatchMeta.from_hash(batch_id, raw)
+    fields_ = {k.decode(): v.decode() for k, v in raw.items()}
+    counts = store.counts(batch_id)
+    return BatchState(
+        batch_id, meta, counts, store.done_count(batch_id),
+        enqueue_done=fields_.get("enqueue_done") == "1", input=fields_,
+    )
+
+
+def input_spec(state: BatchState) -> InputSpec:
+    """How the batch's input was opened, from its meta."""
+    f = state.input
+    return InputSpec(
+        Path(f.get("input_path", "")),
+        f.get("sheet") or None,
+        Path(f["column_map"]) if f.get("column_map") else None,
+        Path(f["master_data_dir"]) if f.get("master_data_dir") else None,
+    )
+
+
+def iter_chunks(table: Table) -> Iterator[Any]:
+    """The table's chunks at the pipeline's chunk size (the report re-reads with this)."""
+    return iter(table.chunks(CHUNK_ROWS))

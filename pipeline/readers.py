@@ -588,7 +588,13 @@ class ExcelReader:
         if not names:
             raise InputError(f"{self.path}: workbook has no sheets")
         if sheet is None:
-            self.sheet_name = names[0]
+            # The first sheet a user sees: templates often hide a code-list sheet in front.
+            visible = [
+                m.name
+                for m in workbook.sheets_metadata
+                if str(m.visible).endswith("Visible") and str(m.typ).endswith("WorkSheet")
+            ]
+            self.sheet_name = (visible or names)[0]
         elif sheet in names:
             self.sheet_name = sheet
         else:

@@ -221,3 +221,22 @@ def test_workbook_can_be_read_twice(tmp_path: Path) -> None:
     first = [c.row_numbers.tolist() for c in table.chunks(2)]
     second = [c.row_numbers.tolist() for c in table.chunks(2)]
     assert first == second == [[2, 3], [5]]
+
+
+def test_default_sheet_is_the_first_visible_one(tmp_path: Path) -> None:
+    """A hidden sheet in front (a template's code lists) is passed over by default but can
+    still be named."""
+    book = openpyxl.Workbook()
+    lists = book.active
+    assert lists is not None
+    lists.title = "Lists"
+    lists.append(["code"])
+    lists.sheet_state = "hidden"
+    customers = book.create_sheet("Customers")
+    customers.append(["first_name"])
+    customers.append(["Ann"])
+    book.active = 1
+    path = tmp_path / "template.xlsx"
+    book.save(path)
+    assert open_table(path, required=()).info.sheet == "Customers"
+    assert open_table(path, sheet="Lists", required=()).info.headers == ["code"]

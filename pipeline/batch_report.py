@@ -58,22 +58,26 @@ class BatchReport:
         return self.complete and done == self.summary["rows"]
 
 
-def _outcome_frame(records: list[RowRecord | None], numbers: list[int], index: Any) -> (
-    pd.DataFrame
-):
-    """The outcome columns of one chunk, row for row."""
+def _outcome_frame(
+    records: list[RowRecord | None], numbers: list[int], index: Any, input_ecrn: list[str]
+) -> pd.DataFrame:
+    """The outcome columns of one chunk, row for row.
+
+    The report's ``ecrn`` column replaces an input ``ecrn`` column (a report fed back must not
+    carry it twice), so a row without an ecrn from the partner keeps the one it was sent with.
+    """
     outcome, ecrn, code, fld, msg, attempts = [], [], [], [], [], []
-    for rec in records:
+    for rec, given in zip(records, input_ecrn, strict=True):
         if rec is None:
             outcome.append(PENDING)
-            ecrn.append("")
+            ecrn.append(given)
             code.append("")
             fld.append("")
             msg.append("")
             attempts.append("")
         else:
             outcome.append(rec.outcome.value)
-            ecrn.append(rec.ecrn)
+            ecrn.append(rec.ecrn or given)
             code.append(rec.error_code)
             fld.append(rec.error_field)
             msg.append(rec.error_message)
@@ -126,7 +130,8 @@ def write_batch_report(
             for chunk in iter_chunks(table):
                 numbers = [int(n) for n in chunk.row_numbers.tolist()]
                 records = store.get_rows(batch_id, numbers)
-                frame = _outcome_frame(records, numbers, chunk.raw.index)
+                given = [str(v) for v in chunk.rows["ecrn"].tolist()]
+                frame = _outcome_frame(records, numbers, chunk.raw.index, given)
                 counts.update(frame["outcome"].tolist())
                 writer.write(chunk.raw, frame)
                 rows += len(numbers)

@@ -126,13 +126,18 @@ def run_file(
     console: Console | None = None,
     concurrency: int = DEFAULT_CHUNKS_IN_PROGRESS,
     timeout: float | None = None,
+    worker: bool | None = None,
 ) -> RunResult:
-    """Validate, open a batch, enqueue, follow to the end, write the report."""
+    """Validate, open a batch, enqueue, follow to the end, write the report.
+
+    ``worker``: run an in-process worker (default: when the Redis is embedded or
+    ``sandbox`` is set; otherwise workers elsewhere consume the batch).
+    """
     try:
         return _run_file(
             Path(path), sandbox=sandbox, out_dir=Path(out_dir), column_map=column_map,
             master_data_dir=master_data_dir, sheet=sheet, settings=settings, console=console,
-            concurrency=concurrency, timeout=timeout,
+            concurrency=concurrency, timeout=timeout, worker=worker,
         )
     except UnusableInput as exc:
         return RunResult(EXIT_UNUSABLE, error=str(exc))
@@ -141,7 +146,7 @@ def run_file(
 def _run_file(
     path: Path, *, sandbox: bool, out_dir: Path, column_map: Path | None,
     master_data_dir: Path | None, sheet: str | None, settings: Settings | None,
-    console: Console | None, concurrency: int, timeout: float | None,
+    console: Console | None, concurrency: int, timeout: float | None, worker: bool | None,
 ) -> RunResult:
     from pipeline.batch_report import write_batch_report
     from pipeline.progress import follow
@@ -169,7 +174,7 @@ def _run_file(
             settings, broker_url=redis_info.broker_url, redis_url=redis_info.redis_url
         )
         stack.callback(close_runtime, app)
-        if redis_info.embedded or sandbox:
+        if worker or (worker is None and (redis_info.embedded or sandbox)):
             from workers.embedded import in_process_worker
 
             stack.enter_context(

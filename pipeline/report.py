@@ -23,7 +23,7 @@ import io
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -203,10 +203,18 @@ def validation_outcomes(
 
 
 def _temp_path(final: Path) -> Path:
-    """A fresh hidden temporary name next to ``final`` (same directory: rename is atomic)."""
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(handle)
-    return Path(name)
+    """A fresh hidden temporary file next to ``final`` (same directory: rename is atomic).
+
+    Created with the process's umask rather than mkstemp's 0600, so the renamed report has
+    the permissions any other file written here would have (clerks may share a folder).
+    """
+    while True:
+        candidate = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 class ReportWriter:

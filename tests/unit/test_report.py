@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 
 import openpyxl
@@ -174,6 +176,19 @@ def test_close_renames_atomically_and_leaves_no_temp_files(tmp_path: Path) -> No
     assert all(name.startswith(".r.") and name.endswith(".tmp") for name in names)
     assert writer.close() == [tmp_path / "r.csv", tmp_path / "r.xlsx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.xlsx"]
+
+
+def test_report_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """Reports follow the umask like any other file, not the 0600 of a private temp file."""
+    old = os.umask(0o022)
+    try:
+        with ReportWriter(tmp_path, ["a"], name="r", xlsx=True) as writer:
+            writer.write(_raw([{"a": "x"}]), validation_outcomes(pd.Series([2]), {}))
+        summary = write_summary(tmp_path / "summary.json", {})
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "r.csv", tmp_path / "r.xlsx", summary):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_failure_inside_block_keeps_previous_report(tmp_path: Path) -> None:

@@ -13,12 +13,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def arrow(values: pd.Series) -> pa.LargeStringArray:
-    """The column as one contiguous Arrow large-string array (no copy when already Arrow)."""
+def chunks(values: pd.Series) -> pa.ChunkedArray:
+    """The column's Arrow data as it is stored, possibly in many chunks (no copy)."""
     data = pa.array(values.array, type=pa.large_string(), from_pandas=True)
-    if isinstance(data, pa.ChunkedArray):
-        data = data.combine_chunks()
+    if isinstance(data, pa.Array):
+        data = pa.chunked_array([data], type=pa.large_string())
     return data
+
+
+def arrow(values: pd.Series) -> pa.LargeStringArray:
+    """The column as one contiguous Arrow large-string array (no copy when already one)."""
+    data = chunks(values)
+    return data.chunk(0) if data.num_chunks == 1 else data.combine_chunks()
 
 
 def series(data: pa.Array, index: pd.Index) -> pd.Series:
@@ -27,8 +33,18 @@ def series(data: pa.Array, index: pd.Index) -> pd.Series:
 
 
 def nonempty(values: pd.Series) -> np.ndarray:
-    """Mask of the non-empty cells, read from the Arrow offsets (missing cells count as empty)."""
-    data = arrow(values)
+    """Mask of the non-empty cells, read from the Arrow offsets (missing cells count as empty).
+
+    Works chunk by chunk, so a column read in many pieces is not copied to be measured.
+    """
+    parts = [_filled(chunk) for chunk in chunks(values).chunks]
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _filled(data: pa.Array) -> np.ndarray:
+    """Non-empty mask of one Arrow string array."""
     offsets = np.frombuffer(
         data.buffers()[1], dtype=np.int64, count=len(data) + 1, offset=data.offset * 8
     )

@@ -49,7 +49,7 @@ class DuplicateTracker:
             where = np.flatnonzero(exact)
             if len(where):
                 subset = numbers if len(where) == len(numbers) else numbers.iloc[where]
-                keys = pc.cast(columns.arrow(subset), pa.int64()).to_numpy()
+                keys = np.asarray(pc.cast(columns.chunks(subset), pa.int64()).to_numpy())
                 result[of_kind[where]] = self.first_rows((kind, "n"), keys, rows[of_kind[where]])
             other = np.flatnonzero(~exact)
             if len(other):

@@ -227,8 +227,8 @@ def resolve_codes(values: pd.Series, codes: CodeList) -> tuple[pd.Series, np.nda
     other case) are resolved once per distinct value and written back with one Arrow kernel.
     """
     present = columns.nonempty(values)
-    exact = pc.is_in(columns.arrow(values), value_set=_code_set(codes))
-    rest = np.flatnonzero(present & ~exact.to_numpy(zero_copy_only=False))
+    exact = pc.is_in(columns.chunks(values), value_set=_code_set(codes))
+    rest = np.flatnonzero(present & ~np.asarray(exact.to_numpy(), dtype=bool))
     unknown = np.zeros(len(values), dtype=bool)
     if len(rest) == 0:
         return values, unknown

@@ -191,7 +191,7 @@ class Validator:
         numbers = np.asarray(row_numbers, dtype=np.int64)
         if duplicates:
             self._duplicate_ids(out, present, numbers, found)
-        normalised = pd.DataFrame(out)
+        normalised = pd.DataFrame(out, copy=False)
         normalised.index = index
         errors = _assemble(found.findings, numbers, read_errors)
         return ChunkResult(errors=errors, normalised=normalised)

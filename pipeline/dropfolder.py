@@ -103,7 +103,7 @@ class Layout:
         try:
             for sub in SUBDIRS:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
+        except (FileExistsError, NotADirectoryError):
             message = f"{self.root}: not a directory (or a sub-folder is a file)"
             raise DropFolderError(message) from None
         except OSError as exc:

@@ -23,6 +23,7 @@ batch that finished only needs its report), without one it starts the file afres
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import threading
@@ -142,12 +143,14 @@ class Watcher:
         settings: WatchSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_finish: Callable[[Job], None] | None = None,
     ) -> None:
         self.settings = settings or WatchSettings()
         self.layout = df.Layout(Path(root))
         self.layout.create()
         self.runner = runner
         self.clock = clock
+        self.on_finish = on_finish
         self.stop_event = threading.Event()
         self._lock = df.FolderLock(self.layout.lock_file)
         self._lock.acquire()
@@ -176,6 +179,18 @@ class Watcher:
             self.scan_once()
             self.stop_event.wait(self.settings.poll_seconds)
         log.info("watch_stopping", running=len(self._running))
+
+    def run_until_idle(self) -> None:
+        """Scan until nothing runs and the inbox holds no file left to take (``--once``)."""
+        while not self.stop_event.is_set():
+            started = self.scan_once()
+            if not started and self.running == 0 and not self._inbox_pending():
+                return
+            self.stop_event.wait(self.settings.poll_seconds)
+
+    def _inbox_pending(self) -> bool:
+        """True while a regular, non-temporary file waits in the inbox."""
+        return any(df.is_regular(st) for _, st in df.inbox_entries(self.layout.inbox))
 
     def close(self, *, wait: bool = True) -> None:
         """Stop: running jobs are told to stop waiting (they resume on the next start)."""
@@ -269,8 +284,8 @@ class Watcher:
                 if stat.S_ISDIR(st.st_mode):
                     continue  # folders are not files to run; left for a person to see
                 self.settle.forget(name)
-                self._fail(source, df.display_name(name), "not a regular file (links, "
-                           "pipes and devices are not accepted)")
+                self._reject(source, df.display_name(name), "not a regular file (links, "
+                             "pipes and devices are not accepted)")
                 continue
             if not self.settle.arrived(name, st):
                 continue
@@ -292,12 +307,12 @@ class Watcher:
         try:
             sha = df.sha256_of(path)
         except OSError as exc:
-            self._fail(path, original, f"cannot be read ({exc.strerror})")
+            self._reject(path, original, f"cannot be read ({exc.strerror})")
             return None
         seen = self.state.get(sha)
         if seen is not None and not self.settings.allow_duplicates:
             batch = seen.get("batch_id")
-            self._fail(
+            self._reject(
                 path, original,
                 f"duplicate: the same content (sha256 {sha[:16]}…) was already taken as "
                 f"batch {batch} from file {seen.get('name')!s}; set "
@@ -307,7 +322,7 @@ class Watcher:
         try:
             batch_id = self.runner.open_batch(path)
         except UnusableFile as exc:
-            self._fail(path, original, str(exc))
+            self._reject(path, original, str(exc))
             return None
         except Exception as exc:  # any other trouble: keep the file, retry later
             self._later(path.name, exc, stage="open_batch")
@@ -361,6 +376,8 @@ class Watcher:
             with self._guard:
                 self._running.pop(job.path.name, None)
                 self.finished.append(job)
+            if self.on_finish is not None:
+                self.on_finish(job)
 
     def _publish(self, name: str, batch_id: str, written: Sequence[Path]) -> tuple[Path, ...]:
         """Move the runner's report files to ``outbox/<stem>.<batch_id>.<kind>``.
@@ -378,6 +395,9 @@ class Watcher:
             published.append(target)
         if not any(p.name.endswith(REPORT_SUFFIX) for p in published):
             raise RuntimeError(f"batch {batch_id}: the runner wrote no .csv report")
+        for path in published:
+            if path.name.endswith(SUMMARY_SUFFIX):
+                _point_summary_at(path, [p for p in published if p != path])
         return tuple(published)
 
     def _later(self, name: str, exc: BaseException, *, stage: str) -> None:
@@ -388,6 +408,15 @@ class Watcher:
         )
         with self._guard:
             self._retry[name] = _Retry(self.clock() + self.settings.retry_seconds)
+
+    def _reject(self, path: Path, original: str, reason: str) -> None:
+        """Fail a file before any job ran for it, and report it like a finished job."""
+        job = Job(path, status="failed", error=df.one_line(reason))
+        job.result = self._fail(path, original, reason)
+        with self._guard:
+            self.finished.append(job)
+        if self.on_finish is not None:
+            self.on_finish(job)
 
     def _fail(self, path: Path, original: str, reason: str) -> Path:
         """Move a file to failed/ and write ``<name>.error.txt`` (one line) next to it."""
@@ -414,3 +443,14 @@ def _drop_orphan_sidecars(processing: Path, inputs: set[str]) -> None:
     for name, _ in df.inbox_entries(processing):
         if name.endswith(df.SIDECAR_SUFFIX) and name[: -len(df.SIDECAR_SUFFIX)] not in inputs:
             (processing / name).unlink(missing_ok=True)
+
+
+def _point_summary_at(summary: Path, reports: list[Path]) -> None:
+    """Make a summary's ``reports`` list name the outbox files, not the staging ones."""
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and "reports" in data:
+        data["reports"] = [str(p) for p in reports]
+        df.atomic_write_text(summary, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,335 @@
+"""Throughput of the per-customer flow against the sandbox, next to a plain aiohttp script.
+
+    .venv/bin/python bench/throughput.py                    # 20,000 rows, 100 in flight, 50 ms
+    .venv/bin/python bench/throughput.py --rows 5000 --skip-baseline
+
+Both sides make the same two calls per row (lookup, then onboard) for the same rows, at the
+same total of requests in flight, each against its own fresh sandbox with the same latency,
+each in its own child process (so its peak RSS is its own):
+
+- **baseline**: a plain asyncio script with one ``aiohttp.ClientSession``, a semaphore of
+  ``--in-flight``, and nothing else: no Redis, no retries, no logging. It is the ceiling a
+  Python client reaches on this machine.
+- **harness**: the worker's core, :func:`workers.flow.process_row`, over the rows in chunks of
+  ``--rows-per-chunk`` (``precheck_many`` per chunk, the chunk's rows concurrently, several
+  chunks at once as a worker's task threads would run them), with the real ``PartnerClient``
+  (its default transport), ``TokenBroker``, ``AsyncBatchStore`` and ``AsyncRateLimiter`` on
+  the machine's Redis, and JSON logging at INFO as a worker logs. The limiter's in-flight cap
+  is the only cap; its global rate is set high (``--rate``) so the comparison is about
+  per-row cost, not the quota.
+
+Printed: rows/s for each side, the ratio (target ≥ 0.8), the theoretical limit
+(in flight / latency, two calls per row), token grants, each child's peak RSS, and the Redis
+bytes the batch state takes per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def emirates_id(serial: int) -> str:
+    """A valid synthetic Emirates ID (784, birth year 1975, serial, Luhn check digit)."""
+    stem = f"7841975{serial:07d}"
+    total = 0
+    for i, ch in enumerate(reversed(stem)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return stem + str((10 - total % 10) % 10)
+
+
+def body(id_number: str) -> dict[str, Any]:
+    """A valid onboarding body (synthetic data), as ``to_partner_body`` would build it."""
+    return {
+        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Bench",
+        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
+        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
+        "primary_mobile_number": "+971500000001", "occupation_id": "1",
+        "political_exposed_person": False,
+        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
+        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
+                        "date_of_expiry": "2030-01-01"}],
+    }  # fmt: skip
+
+
+def rows(n: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """``n`` rows: (row_number, id_number, body), row numbers from 2 as in a CSV."""
+    return [(i + 2, emirates_id(i), body(emirates_id(i))) for i in range(n)]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- baseline child ------------------------------------------------------------------------
+
+
+async def _baseline(base_url: str, token: str, n: int, in_flight: int) -> dict[str, Any]:
+    import aiohttp
+
+    from pipeline.settings import PartnerSettings
+
+    paths = PartnerSettings()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    sem = asyncio.Semaphore(in_flight)
+    outcomes: dict[str, int] = {}
+    data = rows(n)
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    async with aiohttp.ClientSession(base_url, connector=connector, headers=headers) as session:
+
+        async def post(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+            async with sem, session.post(path, data=json.dumps(payload)) as response:
+                answer: dict[str, Any] = json.loads(await response.read())
+                return answer
+
+        async def one(id_number: str, payload: dict[str, Any]) -> None:
+            found = await post(paths.lookup_path, {"idType": "4", "idNumber": id_number})
+            if found.get("errorCode") == 45001:  # not found → create
+                created = await post(paths.onboard_path, payload)
+                kind = "onboarded" if created.get("data", {}).get("ecrn") else "other"
+            else:
+                kind = "found" if found.get("status") == "success" else "other"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
+        started, cpu = time.perf_counter(), cpu_seconds()
+        await asyncio.gather(*(one(i, b) for _, i, b in data))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"elapsed": elapsed, "cpu": cpu, "outcomes": outcomes}
+
+
+def baseline_child(args: argparse.Namespace) -> None:
+    """Run the aiohttp baseline against ``--base-url``; print a JSON line of figures."""
+    import httpx
+
+    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, TOKEN_PATH, USERNAME
+
+    form = {
+        "grant_type": "password", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "username": USERNAME, "password": PASSWORD, "scope": "bench",
+    }  # fmt: skip
+    token = httpx.post(args.base_url + TOKEN_PATH, data=form).json()["access_token"]
+    result = asyncio.run(_baseline(args.base_url, token, args.rows, args.in_flight))
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# -- harness child -------------------------------------------------------------------------
+
+
+async def _harness(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    import redis
+    import redis.asyncio
+    from pydantic import SecretStr
+
+    from pipeline.settings import PartnerSettings
+    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+    from workers.flow import FlowPolicy, RowTask, process_row
+    from workers.partner import PartnerClient
+    from workers.ratelimit import AsyncRateLimiter
+    from workers.store import AsyncBatchStore
+    from workers.token import TokenBroker
+
+    settings = PartnerSettings(
+        base_url=args.base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
+        username=USERNAME, password=SecretStr(PASSWORD), scope="bench",
+        max_connections=args.in_flight,
+    )  # fmt: skip
+    sync = redis.Redis.from_url(REDIS_URL)
+    broker = TokenBroker(sync, settings, key_prefix=f"{prefix}:token")
+    aredis = redis.asyncio.Redis.from_url(REDIS_URL)
+    store = AsyncBatchStore(aredis, ttl_seconds=3600, prefix=prefix)
+    limiter = AsyncRateLimiter(
+        aredis, rate=args.rate, max_in_flight=args.in_flight, prefix=prefix
+    )
+    policy = FlowPolicy()
+    batch = "bench"
+    tasks = [RowTask(batch, n, "4", i, b) for n, i, b in rows(args.rows)]
+    chunks = [
+        tasks[i : i + args.rows_per_chunk] for i in range(0, len(tasks), args.rows_per_chunk)
+    ]
+    outcomes: dict[str, int] = {}
+    queue: asyncio.Queue[list[RowTask]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+
+    async with PartnerClient(settings, broker) as client:
+
+        async def run_chunk(chunk: list[RowTask]) -> None:
+            known = await store.precheck_many(
+                batch, [(t.row_number, t.id_type, t.id_number) for t in chunk]
+            )
+            results = await asyncio.gather(
+                *(
+                    process_row(t, client, store, limiter, policy=policy, known=k)
+                    for t, k in zip(chunk, known, strict=True)
+                )
+            )
+            for r in results:
+                outcomes[r.outcome.value] = outcomes.get(r.outcome.value, 0) + 1
+
+        async def task_thread() -> None:
+            while not queue.empty():
+                await run_chunk(queue.get_nowait())
+
+        await broker.aget()  # the first grant is not part of the rate
+        started, cpu = time.perf_counter(), cpu_seconds()
+        await asyncio.gather(*(task_thread() for _ in range(args.chunks_at_once)))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+
+    state_bytes = 0
+    for key in sync.scan_iter(match=f"{prefix}:*", count=1000):
+        if b":token" in key or b":ratelimit" in key or b":pause" in key:
+            continue
+        state_bytes += int(sync.memory_usage(key, samples=0) or 0)
+    await aredis.aclose()
+    broker.close()
+    sync.close()
+    return {
+        "elapsed": elapsed, "cpu": cpu, "outcomes": outcomes, "grants": broker.grants,
+        "reservations": limiter.reservations, "state_bytes_per_row": state_bytes / args.rows,
+    }  # fmt: skip
+
+
+def harness_child(args: argparse.Namespace) -> None:
+    """Run process_row over the rows against ``--base-url``; print a JSON line of figures."""
+    import redis
+
+    from pipeline.logs import configure_logging
+
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+    # A worker logs JSON at INFO; the lines go to stderr, which the parent discards.
+    configure_logging("INFO", json=True)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        if args.profile:
+            from pyinstrument import Profiler
+
+            with Profiler(async_mode="disabled") as profiler:
+                result = asyncio.run(_harness(args, prefix))
+            Path(args.profile).write_text(profiler.output_text(unicode=True, show_all=False))
+        else:
+            result = asyncio.run(_harness(args, prefix))
+    finally:
+        cleanup = redis.Redis.from_url(REDIS_URL)
+        keys = list(cleanup.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            cleanup.delete(*keys)
+        cleanup.close()
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# -- parent --------------------------------------------------------------------------------
+
+
+def run_side(role: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a fresh sandbox, run one side in a child process, return its figures."""
+    from sandbox.testing import run_sandbox
+
+    with run_sandbox(latency_ms=args.latency_ms) as sandbox:
+        command = [
+            sys.executable, __file__, "--role", role, "--base-url", sandbox.base_url,
+            "--rows", str(args.rows), "--in-flight", str(args.in_flight),
+            "--rows-per-chunk", str(args.rows_per_chunk),
+            "--chunks-at-once", str(args.chunks_at_once), "--rate", str(args.rate),
+        ]  # fmt: skip
+        if args.uvloop:
+            command.append("--uvloop")
+        if args.profile:
+            command += ["--profile", args.profile]
+        done = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False, cwd=ROOT
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"{role} child failed with exit code {done.returncode}")
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        stats = sandbox.stats()
+    result["sandbox"] = {
+        "creates": stats["creates"], "duplicate_creates": stats["duplicate_creates"],
+        "grants": stats["grants"], "peak_concurrency": stats["peak_concurrency"],
+        "peak_rps": stats["peak_rps"],
+    }  # fmt: skip
+    result["rows_per_s"] = args.rows / result["elapsed"]
+    result["cpu_us_per_row"] = result["cpu"] / args.rows * 1e6
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--in-flight", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--rows-per-chunk", type=int, default=100)
+    parser.add_argument("--chunks-at-once", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=100_000.0, help="global limiter, req/s")
+    parser.add_argument("--uvloop", action="store_true", help="harness loop on uvloop")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--profile", help="pyinstrument text profile of the harness to FILE")
+    parser.add_argument("--role", choices=["baseline", "harness"], help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "baseline":
+        baseline_child(args)
+        return
+    if args.role == "harness":
+        harness_child(args)
+        return
+
+    limit = args.in_flight / (args.latency_ms / 1000) / 2
+    print(
+        f"{args.rows:,} rows, {args.in_flight} in flight, {args.latency_ms:.0f} ms latency, "
+        f"load avg {os.getloadavg()[0]:.1f}"
+    )
+    print(f"theoretical limit  {limit:,.0f} rows/s ({limit * 2:,.0f} req/s, 2 calls per row)")
+    base = None if args.skip_baseline else run_side("baseline", args)
+    if base is not None:
+        print(
+            f"aiohttp baseline   {base['rows_per_s']:,.0f} rows/s "
+            f"({base['rows_per_s'] / limit:.0%} of the limit), {base['cpu_us_per_row']:.0f} us "
+            f"CPU/row, peak RSS {base['peak_rss_mb']:.0f} MB, creates "
+            f"{base['sandbox']['creates']:,}"
+        )
+    ours = run_side("harness", args)
+    print(
+        f"process_row        {ours['rows_per_s']:,.0f} rows/s "
+        f"({ours['rows_per_s'] / limit:.0%} of the limit), {ours['cpu_us_per_row']:.0f} us "
+        f"CPU/row, peak RSS {ours['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"  outcomes {ours['outcomes']}, creates {ours['sandbox']['creates']:,} "
+        f"(duplicates {ours['sandbox']['duplicate_creates']}), token grants {ours['grants']} "
+        f"(sandbox {ours['sandbox']['grants']}), limiter round trips {ours['reservations']:,}, "
+        f"peak in flight {ours['sandbox']['peak_concurrency']}"
+    )
+    print(f"  Redis batch state {ours['state_bytes_per_row']:.0f} bytes/row")
+    if base is not None:
+        print(f"ratio              {ours['rows_per_s'] / base['rows_per_s']:.2f} (target ≥ 0.8)")
+
+
+if __name__ == "__main__":
+    main()

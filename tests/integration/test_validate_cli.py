@@ -231,3 +231,20 @@ def test_unusable_input_exits_2_with_one_line(tmp_path: Path, case: str) -> None
     assert named in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "reports").exists()
+
+
+def test_report_fed_back_as_input_gives_the_same_report(tmp_path: Path) -> None:
+    """A report is a valid input: validating it again yields the same outcomes, its old
+    outcome columns are replaced (not duplicated), and defused cells are not re-prefixed."""
+    batch = _valid_copy(tmp_path, rows=range(2, SAMPLE_ROWS + 2))
+    first = run_validate(str(batch), "--out", str(batch.parent), cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    report = batch.parent / "batch.validation.csv"
+    again = report.with_name("again.csv")
+    again.write_bytes(report.read_bytes())
+    second = run_validate(str(again), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert second.returncode == 1, second.stderr
+    before = read_report(report)
+    after = read_report(tmp_path / "out" / "again.validation.csv")
+    assert list(after[0].keys()) == list(before[0].keys())
+    assert after == before

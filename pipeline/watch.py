@@ -24,10 +24,12 @@ batch that finished only needs its report), without one it starts the file afres
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -168,7 +170,8 @@ class Watcher:
         self._running: dict[str, _Slot] = {}
         self._retry: dict[str, _Retry] = {}
         self._guard = threading.Lock()
-        self.finished: list[Job] = []
+        # The last jobs that ended, newest last (bounded: the watcher runs for months).
+        self.finished: deque[Job] = deque(maxlen=1000)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -176,9 +179,12 @@ class Watcher:
         """Scan every ``poll_seconds`` until :attr:`stop_event` is set."""
         log.info("watch_started", folder=str(self.layout.root))
         while not self.stop_event.is_set():
-            self.scan_once()
+            try:
+                self.scan_once()
+            except Exception as exc:  # the folder on a flaky share, a full disk: keep going
+                log.error("watch_scan_failed", error=f"{type(exc).__name__}: {exc}")
             self.stop_event.wait(self.settings.poll_seconds)
-        log.info("watch_stopping", running=len(self._running))
+        log.info("watch_stopping", running=self.running)
 
     def run_until_idle(self) -> None:
         """Scan until nothing runs and the inbox holds no file left to take (``--once``)."""
@@ -248,22 +254,33 @@ class Watcher:
                     continue
                 self._retry.pop(name, None)
             path = self.layout.processing / name
-            sidecar = df.Sidecar.load(path)
-            if sidecar is not None:
-                log.info("watch_resume", file=name, batch_id=sidecar.batch_id)
-                job = Job(path, sidecar)
-                # Rewrite the state entry: a crash may have come between sidecar and state.
-                self.state.put(
-                    sidecar.sha256, batch_id=sidecar.batch_id, name=sidecar.original,
-                    status="processing",
-                )
-                self._start(job)
+            # A job pops itself from _running only after moving its input away, so an input
+            # listed earlier that is gone now belongs to a job that just ended.
+            if not os.path.lexists(path):
+                continue
+            try:
+                job = self._resume_or_claim(path, name)
+            except OSError as exc:
+                log.warning("watch_resume_failed", file=name, error=exc.strerror)
+                continue
+            if job is not None:
                 started.append(job)
-            else:
-                job_or_none = self._claim(path, df.display_name(name))
-                if job_or_none is not None:
-                    started.append(job_or_none)
         return started
+
+    def _resume_or_claim(self, path: Path, name: str) -> Job | None:
+        """Continue the batch named by the sidecar, or treat a bare file as newly arrived."""
+        sidecar = df.Sidecar.load(path)
+        if sidecar is not None:
+            log.info("watch_resume", file=name, batch_id=sidecar.batch_id)
+            job = Job(path, sidecar)
+            # Rewrite the state entry: a crash may have come between sidecar and state.
+            self.state.put(
+                sidecar.sha256, batch_id=sidecar.batch_id, name=sidecar.original,
+                status="processing",
+            )
+            self._start(job)
+            return job
+        return self._claim(path, df.display_name(name))
 
     # -- inbox/: arrivals ---------------------------------------------------------------
 
@@ -279,23 +296,33 @@ class Watcher:
         for name, st in entries:
             if self.stop_event.is_set() or self._free_slots() == 0:
                 break
-            source = self.layout.inbox / name
-            if not df.is_regular(st):
-                if stat.S_ISDIR(st.st_mode):
-                    continue  # folders are not files to run; left for a person to see
+            try:
+                job = self._take(name, st)
+            except OSError as exc:
+                # Gone or moved by someone else between the listing and the move: the next
+                # scan sees the folder as it is then.
                 self.settle.forget(name)
-                self._reject(source, df.display_name(name), "not a regular file (links, "
-                             "pipes and devices are not accepted)")
+                log.warning("watch_take_failed", file=df.safe_name(name), error=exc.strerror)
                 continue
-            if not self.settle.arrived(name, st):
-                continue
-            self.settle.forget(name)
-            target = df.move_unique(source, self.layout.processing, df.safe_name(name))
-            log.info("watch_arrived", file=target.name)
-            job = self._claim(target, df.display_name(name))
             if job is not None:
                 started.append(job)
         return started
+
+    def _take(self, name: str, st: os.stat_result) -> Job | None:
+        """Move one inbox entry on if it has arrived: to processing/ (and a job) or failed/."""
+        source = self.layout.inbox / name
+        if not df.is_regular(st):
+            if not stat.S_ISDIR(st.st_mode):  # folders are left for a person to look at
+                self.settle.forget(name)
+                self._reject(source, df.display_name(name), "not a regular file (links, "
+                             "pipes and devices are not accepted)")
+            return None
+        if not self.settle.arrived(name, st):
+            return None
+        self.settle.forget(name)
+        target = df.move_unique(source, self.layout.processing, df.safe_name(name))
+        log.info("watch_arrived", file=target.name)
+        return self._claim(target, df.display_name(name))
 
     def _free_slots(self) -> int:
         """How many more jobs may start now."""

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pipeline.dropfolder import DropFolderError, Layout
 from pipeline.settings import Settings
-from pipeline.validate_cmd import UnusableInput, _settings_error
+from pipeline.validate_cmd import UnusableInput
 from pipeline.watch import Job, UnusableFile, Watcher, WatchSettings
 
 if TYPE_CHECKING:
@@ -173,7 +173,9 @@ def _watch(
     try:
         watch_settings = watch_settings or WatchSettings()
     except ValidationError as exc:
-        raise UnusableInput(_settings_error(exc)) from None
+        first = exc.errors()[0]
+        name = "__".join(str(part) for part in first["loc"]).upper()
+        raise UnusableInput(f"bad setting ONBOARD_WATCH__{name}: {first['msg']}") from None
     for option, value in (("--column-map", column_map), ("--master-data", master_data_dir)):
         if value is not None and not value.exists():
             raise UnusableInput(f"{value}: {option} not found")

@@ -416,3 +416,42 @@ def test_move_unique_never_overwrites(tmp_path: Path) -> None:
     assert (target / "x.csv").read_text() == "0"
     with pytest.raises(ValueError, match="plain file name"):
         df.move_unique(tmp_path / "s0", target, "../x.csv")
+
+
+def test_watch_settings_come_from_onboard_watch_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ONBOARD_WATCH__<NAME>`` sets a knob, as a nested setting would."""
+    monkeypatch.setenv("ONBOARD_WATCH__SETTLE_SECONDS", "2.5")
+    monkeypatch.setenv("ONBOARD_WATCH__ALLOW_DUPLICATES", "true")
+    loaded = WatchSettings()
+    assert (loaded.settle_seconds, loaded.allow_duplicates) == (2.5, True)
+
+
+def test_bad_watch_setting_is_a_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bad knob stops ``watch`` before anything starts, naming the variable."""
+    from pipeline.settings import Settings
+    from pipeline.watch_pipeline import watch_folder
+
+    monkeypatch.setenv("ONBOARD_WATCH__MAX_CONCURRENT", "0")
+    code, error = watch_folder(tmp_path / "drop", settings=Settings())
+    assert code == 2
+    assert error is not None and error.startswith("bad setting ONBOARD_WATCH__MAX_CONCURRENT:")
+    assert "\n" not in error
+
+
+def test_watcher_mechanics_import_no_queue_or_http_library() -> None:
+    """``pipeline.watch`` and ``pipeline.dropfolder`` stay free of celery, redis and httpx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pipeline.watch, pipeline.dropfolder; "
+        "print(sorted({'celery', 'redis', 'httpx'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from pydantic import Field
@@ -102,13 +102,17 @@ class BatchRunner(Protocol):
         ...
 
 
+# retry: left in processing/ after an unexpected error; stopped: the watcher was stopping.
+JobStatus = Literal["running", "done", "failed", "retry", "stopped"]
+
+
 @dataclass(slots=True)
 class Job:
     """One file in ``processing/`` and what became of it."""
 
     path: Path
     sidecar: df.Sidecar | None = None
-    status: str = "running"  # running | done | failed | retry | stopped
+    status: JobStatus = "running"
     result: Path | None = None
     reports: tuple[Path, ...] = ()
     error: str | None = None

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline.outcomes import Outcome, RowError
+from pipeline.xlsxstream import XlsxStream
 
 REPORT_COLUMNS = ("row_number", "outcome", "error_code", "error_field", "error_message")
 """Outcome columns every report ends with, in this order (extra columns follow them)."""
@@ -67,8 +68,6 @@ _SIGNED_SAFE = re.compile(r"[+-][0-9 ().\-]*")
 _RE2_DANGEROUS = r"(?s)^(?:[=@\t\r]|[+-].*[^0-9 ().\-])"
 _TRIGGER_BYTES = np.zeros(256, dtype=bool)
 _TRIGGER_BYTES[[ord(c) for c in "=@\t\r+-"]] = True
-# Characters an .xlsx file cannot hold at all (openpyxl refuses them); dropped in .xlsx only.
-_RE2_XLSX_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
 class ReportError(Exception):
@@ -266,14 +265,13 @@ class ReportWriter:
             [pa.field(f"c{i}", pa.large_string()) for i in range(len(self.headers) - 1)]
         )
         self._csv_writer: pacsv.CSVWriter | None = None
-        self._workbook: Any = None
-        self._sheet: Any = None
+        self._xlsx: XlsxStream | None = None
         if self._xlsx_tmp is not None:
-            from openpyxl import Workbook
-
-            self._workbook = Workbook(write_only=True)
-            self._sheet = self._workbook.create_sheet("report")
-            self._sheet.append([neutralise(h) for h in self.headers])
+            self._xlsx = XlsxStream(
+                self._xlsx_tmp,
+                [neutralise(h) for h in self.headers],
+                number_columns=[len(self._keep)],
+            )
 
     def write(self, raw_chunk: pd.DataFrame, outcome_columns: pd.DataFrame) -> None:
         """Append one chunk: ``raw_chunk`` holds the input columns in input order (values
@@ -285,7 +283,7 @@ class ReportWriter:
             raise ValueError("raw chunk and outcome columns differ in length")
         if count == 0:
             return
-        if self._sheet is not None and self.rows_written + count + 1 > EXCEL_MAX_ROWS:
+        if self._xlsx is not None and self.rows_written + count + 1 > EXCEL_MAX_ROWS:
             raise ReportError(
                 f"{self.xlsx_path}: more than {EXCEL_MAX_ROWS - 1:,} rows do not fit in an "
                 "Excel sheet; write the CSV report only"
@@ -313,19 +311,9 @@ class ReportWriter:
                 self._csv_file, csv_table.schema, write_options=options
             )
         self._csv_writer.write_table(csv_table)
-        if self._sheet is not None:
-            self._write_xlsx(table, numbers, row_position)
+        if self._xlsx is not None:
+            self._xlsx.append(csv_table.columns)
         self.rows_written += count
-
-    def _write_xlsx(self, table: pa.Table, numbers: pa.Array, row_position: int) -> None:
-        """Append the chunk to the write-only sheet, every cell as text but the row number."""
-        columns = [
-            pc.replace_substring_regex(column, _RE2_XLSX_ILLEGAL, "").to_pylist()
-            for column in table.columns
-        ]
-        columns.insert(row_position, numbers.to_pylist())
-        for row in zip(*columns, strict=True):
-            self._sheet.append(row)
 
     def close(self) -> list[Path]:
         """Finish the files and rename them into place; returns the final paths."""
@@ -336,8 +324,8 @@ class ReportWriter:
         self._csv_file.flush()
         os.fsync(self._csv_file.fileno())
         self._csv_file.close()
-        if self._workbook is not None and self._xlsx_tmp is not None:
-            self._workbook.save(self._xlsx_tmp)
+        if self._xlsx is not None:
+            self._xlsx.close()
         os.replace(self._csv_tmp, self.csv_path)
         if self._xlsx_tmp is not None and self.xlsx_path is not None:
             os.replace(self._xlsx_tmp, self.xlsx_path)
@@ -350,9 +338,8 @@ class ReportWriter:
             return
         self._closed = True
         self._csv_file.close()
-        if self._sheet is not None:
-            # Finish the write-only sheet's own temp file so nothing writes to it later.
-            self._sheet.close()
+        if self._xlsx is not None:
+            self._xlsx.abort()
         for tmp in (self._csv_tmp, self._xlsx_tmp):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)

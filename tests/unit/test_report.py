@@ -23,6 +23,7 @@ from pipeline.report import (
     validation_outcomes,
     write_summary,
 )
+from pipeline.xlsxstream import column_letter
 
 NEUTRALISE_TABLE = [
     # (cell, expected) — formulas and at-functions become text, phones and numbers stay.
@@ -166,6 +167,37 @@ def test_xlsx_drops_characters_excel_cannot_hold(tmp_path: Path) -> None:
     sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
     assert sheet is not None
     assert next(sheet.iter_rows(min_row=2, values_only=True))[0] == "ab"
+
+
+def test_xlsx_round_trips_special_text_through_both_readers(tmp_path: Path) -> None:
+    """Markup characters, Arabic, spaces and empty cells survive the streamed .xlsx as read
+    back by openpyxl and by calamine (the reader ingest uses for workbooks)."""
+    from python_calamine import CalamineWorkbook
+
+    cells = ["a & b <c> \"d\"", "محمد الهاشمي", "  padded ", "", "O'Brien"]
+    raw = _raw([{f"h{i}": value for i, value in enumerate(cells)}] * 3)
+    headers = [f"h{i}" for i in range(len(cells))]
+    with ReportWriter(tmp_path, headers, name="r", xlsx=True) as writer:
+        writer.write(raw.iloc[:2], validation_outcomes(pd.Series([2, 3]), {}))
+        writer.write(raw.iloc[2:], validation_outcomes(pd.Series([4]), {}))
+    sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
+    assert sheet is not None
+    rows = list(sheet.values)
+    assert len(rows) == 4
+    assert rows[3][:6] == (*cells[:3], None, cells[4], 4)
+    table = CalamineWorkbook.from_path(str(tmp_path / "r.xlsx")).get_sheet_by_index(0)
+    values = table.to_python()
+    assert values[0][:5] == headers
+    assert values[1][:5] == cells
+    assert values[3][5] == 4
+
+
+@pytest.mark.parametrize(
+    ("index", "letters"), [(0, "A"), (25, "Z"), (26, "AA"), (55, "BD"), (701, "ZZ"), (702, "AAA")]
+)
+def test_column_letters(index: int, letters: str) -> None:
+    """Column indexes map to spreadsheet column names."""
+    assert column_letter(index) == letters
 
 
 def test_close_renames_atomically_and_leaves_no_temp_files(tmp_path: Path) -> None:

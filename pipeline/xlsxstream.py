@@ -11,6 +11,7 @@ minimal style sheet, and the header row frozen.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,7 +136,7 @@ class XlsxStream:
         )
         self._sheet = self._zip.open("xl/worksheets/sheet1.xml", "w", force_zip64=True)
         header_cells = "".join(
-            f'<c r="{letter}1{_TEXT_OPEN}{escape(text)}{_TEXT_CLOSE}'
+            f'<c r="{letter}1{_TEXT_OPEN}{escape(re.sub(_ILLEGAL, "", text))}{_TEXT_CLOSE}'
             for letter, text in zip(self._letters, headers, strict=True)
         )
         self._sheet.write(

@@ -160,12 +160,13 @@ def test_cells_and_headers_neutralised_in_csv_and_xlsx(tmp_path: Path) -> None:
 
 def test_xlsx_drops_characters_excel_cannot_hold(tmp_path: Path) -> None:
     """Control characters that openpyxl refuses are dropped in .xlsx, kept in the CSV."""
-    raw = _raw([{"note": "a\x01b"}])
-    with ReportWriter(tmp_path, ["note"], name="r", xlsx=True) as writer:
+    raw = _raw([{"note\x02": "a\x01b"}])
+    with ReportWriter(tmp_path, ["note\x02"], name="r", xlsx=True) as writer:
         writer.write(raw, validation_outcomes(pd.Series([2]), {}))
     assert _read_csv(tmp_path / "r.csv")[1][0] == "a\x01b"
     sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
     assert sheet is not None
+    assert next(sheet.iter_rows(max_row=1, values_only=True))[0] == "note"
     assert next(sheet.iter_rows(min_row=2, values_only=True))[0] == "ab"
 
 

@@ -32,6 +32,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# The full pipeline's batches (own key prefix and queue per run) live in their own database.
+PIPELINE_REDIS_URL = "redis://127.0.0.1:6379/12"
+ONBOARD = str(Path(sys.executable).parent / "onboard")
 
 
 def emirates_id(serial: int) -> str:
@@ -244,6 +248,145 @@ def harness_child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+# -- full pipeline: onboard submit + onboard worker processes ------------------------------
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    """Peak RSS of a live process from /proc (VmHWM, KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def make_csv(rows_wanted: int, path: Path) -> None:
+    """A synthetic customers file with only valid rows (bench/make_customers.py)."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "make_customers.py"), "--rows", str(rows_wanted),
+         "--invalid-rate", "0", "--out", str(path)],
+        check=True, stdout=subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+
+
+def pipeline_env(base_url: str, tag: str, args: argparse.Namespace) -> dict[str, str]:
+    """Settings of a bench batch: its own key prefix and queue on the bench's Redis database."""
+    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+
+    return os.environ | {
+        "ONBOARD_REDIS_URL": PIPELINE_REDIS_URL,
+        "ONBOARD_PARTNER__BASE_URL": base_url,
+        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
+        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
+        "ONBOARD_PARTNER__USERNAME": USERNAME,
+        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
+        "ONBOARD_PARTNER__SCOPE": "bench",
+        "ONBOARD_PARTNER__MAX_CONNECTIONS": str(args.in_flight // args.workers),
+        "ONBOARD_PIPELINE__KEY_PREFIX": tag,
+        "ONBOARD_PIPELINE__QUEUE": tag,
+        "ONBOARD_PIPELINE__RATE_LIMIT_PER_SECOND": str(args.rate),
+        # The total in flight is the same as the baseline's, split over the processes.
+        "ONBOARD_PIPELINE__MAX_IN_FLIGHT": str(args.in_flight // args.workers),
+        "ONBOARD_PIPELINE__ROWS_PER_MESSAGE": str(args.rows_per_chunk),
+    }  # fmt: skip
+
+
+def _cleanup(tag: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(PIPELINE_REDIS_URL)
+    keys = list(r.scan_iter(match=f"{tag}:*", count=1000))
+    keys += [tag.encode(), f"_kombu.binding.{tag}".encode(),
+             f"_kombu.binding_permanent.{tag}".encode()]
+    r.delete(*keys)
+    r.close()
+
+
+def submit(csv: Path, env: dict[str, str]) -> tuple[str, float, float]:
+    """``onboard submit`` as a user runs it: (batch id, seconds, peak RSS MB of that child)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([ONBOARD, "submit", str(csv)], env=env, stdout=out, stderr=err,
+                                 cwd=ROOT)  # fmt: skip
+        # wait4 gives this one child's own peak RSS (ru_maxrss, KiB).
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise SystemExit(f"onboard submit failed ({child.returncode}): {err.read().decode()}")
+        return out.read().decode().strip().splitlines()[-1], elapsed, usage.ru_maxrss / 1024
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """Submit a generated file, then let ``--workers`` worker processes work it off."""
+    import redis
+
+    from sandbox.testing import run_sandbox
+    from workers.store import BatchStore
+
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp, run_sandbox(
+        latency_ms=args.latency_ms
+    ) as sandbox:
+        csv = Path(tmp) / "customers.csv"
+        make_csv(args.rows, csv)
+        env = pipeline_env(sandbox.base_url, tag, args)
+        r = redis.Redis.from_url(PIPELINE_REDIS_URL)
+        store = BatchStore(r, prefix=tag)
+        workers: list[subprocess.Popen[bytes]] = []
+        try:
+            batch, submit_s, _ = submit(csv, env)
+            queued = store.get_meta(batch)
+            valid = queued.rows_enqueued if queued else args.rows
+            queue_bytes = int(r.memory_usage(tag, samples=0) or 0)
+            started = time.perf_counter()
+            for _ in range(args.workers):
+                workers.append(subprocess.Popen(
+                    [ONBOARD, "worker", "--concurrency", str(args.chunks_at_once)], env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                ))  # fmt: skip
+            deadline = started + max(120.0, args.rows / 20)
+            first = 0.0
+            while not store.is_complete(batch):
+                if not first and store.done_count(batch):
+                    first = time.perf_counter()
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"batch not complete after {deadline - started:.0f} s")
+                if any(w.poll() is not None for w in workers):
+                    raise SystemExit("a worker exited early")
+                time.sleep(0.05)  # polling a condition with a deadline
+            elapsed = time.perf_counter() - started
+            rss = [_vm_hwm_mb(w.pid) for w in workers]
+            counts = {o.value: n for o, n in store.counts(batch).items() if n}
+            calls = store.calls(batch)
+            stats = sandbox.stats()
+        finally:
+            for w in workers:
+                _stop(w)
+            _cleanup(tag)
+            r.close()
+    return {
+        "elapsed": elapsed, "rows_per_s": valid / elapsed, "submit_s": submit_s,
+        # From the first outcome on: the worker's start-up (Celery boot) left out.
+        "steady_rows_per_s": valid / (started + elapsed - first) if first else 0.0,
+        "outcomes": counts, "grants": calls.get("token", 0), "worker_rss_mb": rss,
+        "queue_bytes_per_row": queue_bytes / max(valid, 1), "creates": stats["creates"],
+        "duplicate_creates": stats["duplicate_creates"], "sandbox_grants": stats["grants"],
+        "peak_concurrency": stats["peak_concurrency"],
+    }  # fmt: skip
+
+
 # -- parent --------------------------------------------------------------------------------
 
 
@@ -288,7 +431,14 @@ def main() -> None:
     parser.add_argument("--chunks-at-once", type=int, default=4)
     parser.add_argument("--rate", type=float, default=100_000.0, help="global limiter, req/s")
     parser.add_argument("--uvloop", action="store_true", help="harness loop on uvloop")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (pipeline)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-harness", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument(
+        "--submit-rows", type=int, default=0,
+        help="only time `onboard submit` of a generated file of this many rows (e.g. 1000000)",
+    )
     parser.add_argument("--profile", help="pyinstrument text profile of the harness to FILE")
     parser.add_argument("--role", choices=["baseline", "harness"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -300,6 +450,9 @@ def main() -> None:
         harness_child(args)
         return
 
+    if args.submit_rows:
+        submit_figure(args.submit_rows)
+        return
     limit = args.in_flight / (args.latency_ms / 1000) / 2
     print(
         f"{args.rows:,} rows, {args.in_flight} in flight, {args.latency_ms:.0f} ms latency, "
@@ -314,22 +467,66 @@ def main() -> None:
             f"CPU/row, peak RSS {base['peak_rss_mb']:.0f} MB, creates "
             f"{base['sandbox']['creates']:,}"
         )
-    ours = run_side("harness", args)
-    print(
-        f"process_row        {ours['rows_per_s']:,.0f} rows/s "
-        f"({ours['rows_per_s'] / limit:.0%} of the limit), {ours['cpu_us_per_row']:.0f} us "
-        f"CPU/row, peak RSS {ours['peak_rss_mb']:.0f} MB"
-    )
-    print(
-        f"  outcomes {ours['outcomes']}, creates {ours['sandbox']['creates']:,} "
-        f"(duplicates {ours['sandbox']['duplicate_creates']}), token grants {ours['grants']} "
-        f"(sandbox {ours['sandbox']['grants']}), limiter round trips {ours['reservations']:,}, "
-        f"peak in flight {ours['sandbox']['peak_concurrency']}"
-    )
-    print(f"  Redis batch state {ours['state_bytes_per_row']:.0f} bytes/row")
-    if base is not None:
-        print(f"ratio              {ours['rows_per_s'] / base['rows_per_s']:.2f} (target ≥ 0.8)")
+    if not args.skip_harness:
+        ours = run_side("harness", args)
+        print(
+            f"process_row        {ours['rows_per_s']:,.0f} rows/s "
+            f"({ours['rows_per_s'] / limit:.0%} of the limit), {ours['cpu_us_per_row']:.0f} us "
+            f"CPU/row, peak RSS {ours['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  outcomes {ours['outcomes']}, creates {ours['sandbox']['creates']:,} "
+            f"(duplicates {ours['sandbox']['duplicate_creates']}), token grants "
+            f"{ours['grants']}, limiter round trips {ours['reservations']:,}, peak in flight "
+            f"{ours['sandbox']['peak_concurrency']}, Redis batch state "
+            f"{ours['state_bytes_per_row']:.0f} bytes/row"
+        )
+        if base is not None:
+            print(f"  ratio            {ours['rows_per_s'] / base['rows_per_s']:.2f} (≥ 0.8)")
+    if not args.skip_pipeline:
+        full = run_pipeline(args)
+        print(
+            f"pipeline           {full['rows_per_s']:,.0f} rows/s "
+            f"({full['rows_per_s'] / limit:.0%} of the limit), {args.workers} worker "
+            f"process(es) × {args.chunks_at_once} threads, worker peak RSS "
+            + ", ".join(f"{m:.0f}" for m in full["worker_rss_mb"]) + " MB"
+        )
+        print(f"  {full['steady_rows_per_s']:,.0f} rows/s from the first outcome on "
+              "(worker start-up left out)")
+        print(
+            f"  outcomes {full['outcomes']}, creates {full['creates']:,} (duplicates "
+            f"{full['duplicate_creates']}), token grants {full['grants']} (sandbox "
+            f"{full['sandbox_grants']}), peak in flight {full['peak_concurrency']}, submit "
+            f"{full['submit_s']:.1f} s, Redis {full['queue_bytes_per_row']:,.0f} bytes per "
+            "queued row"
+        )
+        if base is not None:
+            print(f"  ratio            {full['rows_per_s'] / base['rows_per_s']:.2f} (≥ 0.8)")
 
+
+def submit_figure(n: int) -> None:
+    """Time ``onboard submit`` (validate + enqueue) of ``n`` generated rows; no workers run."""
+    import redis
+
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp:
+        csv = Path(tmp) / "customers.csv"
+        make_csv(n, csv)
+        size = csv.stat().st_size
+        env = pipeline_env("http://127.0.0.1:9", tag, argparse.Namespace(
+            in_flight=100, workers=1, rate=50.0, rows_per_chunk=100))  # fmt: skip
+        try:
+            batch, seconds, peak = submit(csv, env)
+            r = redis.Redis.from_url(PIPELINE_REDIS_URL)
+            queue_bytes = int(r.memory_usage(tag, samples=0) or 0)
+            messages = int(r.llen(tag))
+            r.close()
+        finally:
+            _cleanup(tag)
+    print(f"onboard submit of {n:,} rows: {seconds:.1f} s ({n / seconds:,.0f} rows/s), "
+          f"peak RSS {peak:.0f} MB (targets: ≤ 60 s, ≤ 500 MB); batch {batch}")
+    print(f"  queue: {messages:,} messages, {queue_bytes / 1e6:,.0f} MB in Redis "
+          f"({queue_bytes / n:,.0f} bytes per queued row), file {size / 1e6:.0f} MB")
 
 if __name__ == "__main__":
     main()

@@ -96,6 +96,9 @@ class PartnerClient:
             self._http = async_client(settings, transport)
         self._headers: dict[str, str] = {}
         self._headers_token = ""
+        # Asked once: skipped debug events then cost nothing per request. Logging is
+        # configured when a process starts, before its client is built.
+        self._debug = _debug_enabled()
 
     async def __aenter__(self) -> PartnerClient:
         return self
@@ -180,7 +183,7 @@ class PartnerClient:
         *,
         attempt: int,
     ) -> PartnerResult:
-        if _debug_enabled():
+        if self._debug:
             log.debug("partner.request", call=call, method=method, attempt=attempt, **fields)
         started = time.perf_counter()
         if self._aio is not None:
@@ -203,7 +206,7 @@ class PartnerClient:
             status = response.status_code
             result = classify(call, status, response.content, response.headers)
         if isinstance(result, _QUIET):
-            if _debug_enabled():
+            if self._debug:
                 log.debug("partner.response", **self._event(call, attempt, status, result,
                                                             started, fields))
             return result
@@ -262,7 +265,7 @@ def _encode(body: Mapping[str, Any]) -> bytes:
 
 
 def _debug_enabled() -> bool:
-    """Whether debug events are logged: skipped ones then cost neither a dict nor a bind."""
+    """Whether debug events are logged (a wrapper without the check logs everything)."""
     check = getattr(log, "is_enabled_for", None)
     return True if check is None else bool(check(logging.DEBUG))
 

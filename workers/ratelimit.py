@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 import redis
 import redis.asyncio
@@ -163,6 +162,9 @@ class AsyncRateLimiter(_Limits):
         self._slots: collections.deque[float] = collections.deque()
         self._waiting = 0
         self.reservations = 0  # Redis round trips spent on slots (the benchmark shows them)
+        # Holds no per-use state, so one object serves every caller (a generator-based
+        # context manager per request costs more than the rest of the limiter's fast path).
+        self._slot = _Slot(self)
         self._acquire = client.register_script(_ACQUIRE_LUA)
         self._pause = client.register_script(_PAUSE_LUA)
         self._paused = client.register_script(_PAUSED_LUA)
@@ -184,10 +186,14 @@ class AsyncRateLimiter(_Limits):
         try:
             # One caller at a time takes a slot, so slots go out in order and a batch is
             # reserved for the callers queued here right now.
-            async with self._lock:
-                if not self._slots:
-                    await self._reserve(loop)
+            if self._slots and not self._lock.locked():
+                # A slot left from the last batch and nobody queued before us: take it.
                 slot = self._slots.popleft()
+            else:
+                async with self._lock:
+                    if not self._slots:
+                        await self._reserve(loop)
+                    slot = self._slots.popleft()
         finally:
             self._waiting -= 1
         delay = slot - loop.time()
@@ -206,16 +212,14 @@ class AsyncRateLimiter(_Limits):
                 return
             await asyncio.sleep(wait)
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """One partner request: an in-flight place first, then a rate slot.
+    def slot(self) -> _Slot:
+        """One partner request (``async with limiter.slot():``): an in-flight place first,
+        then a rate slot.
 
         The in-flight place comes first so no rate slot is reserved by a caller that could
         not send yet.
         """
-        async with self._sem:
-            await self.acquire()
-            yield
+        return self._slot
 
     async def pause(self, seconds: float) -> None:
         """Make every worker hold off for ``seconds`` (e.g. a 429's Retry-After)."""
@@ -226,3 +230,29 @@ class AsyncRateLimiter(_Limits):
     async def paused_for(self) -> float:
         """Seconds left of a pause (0 when none)."""
         return float(await self._paused(keys=[self.pause_key])) / 1000.0
+
+
+class _Slot:
+    """The async context manager behind :meth:`AsyncRateLimiter.slot`."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: AsyncRateLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        sem = self._limiter._sem
+        await sem.acquire()
+        try:
+            await self._limiter.acquire()
+        except BaseException:
+            sem.release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter._sem.release()

@@ -259,9 +259,13 @@ class PartnerClient:
         return event
 
 
+# One encoder for every body: json.dumps with options builds a new encoder per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _encode(body: Mapping[str, Any]) -> bytes:
     """The body as httpx's ``json=`` would send it (compact UTF-8 JSON)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _JSON.encode(body).encode()
 
 
 def _debug_enabled() -> bool:

@@ -33,7 +33,7 @@ from types import TracebackType
 import redis
 import redis.asyncio
 
-from workers.store import Keys
+from workers.store import Keys, ScriptBatcher
 
 BATCH_SPAN_MS = 50.0
 
@@ -165,6 +165,7 @@ class AsyncRateLimiter(_Limits):
         # Holds no per-use state, so one object serves every caller (a generator-based
         # context manager per request costs more than the rest of the limiter's fast path).
         self._slot = _Slot(self)
+        self._batcher = ScriptBatcher.of(client)
         self._acquire = client.register_script(_ACQUIRE_LUA)
         self._pause = client.register_script(_PAUSE_LUA)
         self._paused = client.register_script(_PAUSED_LUA)
@@ -172,8 +173,10 @@ class AsyncRateLimiter(_Limits):
     async def try_acquire(self, slots: int = 1) -> tuple[bool, float]:
         """Reserve ``slots`` consecutive slots: (True, seconds until the first) or, while
         paused, (False, seconds left)."""
-        granted, wait = await self._acquire(
-            keys=self.keys, args=[self.interval_ms, self.tolerance_ms, slots]
+        # Through the client's batcher: the reservation shares its round trip with the
+        # store's per-row scripts of the same moment.
+        granted, wait = await self._batcher.call(
+            self._acquire, self.keys, [self.interval_ms, self.tolerance_ms, slots]
         )
         self.reservations += 1
         return bool(granted), float(wait) / 1000.0

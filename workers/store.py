@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -564,7 +565,7 @@ def _queue_calls(
     pipe.expire(keys.all_calls(), ttl)
 
 
-_Pending = tuple[AsyncScript, list[str], list[str | int], "asyncio.Future[Any]"]
+_Pending = tuple[AsyncScript, Sequence[str], Sequence[EncodableT], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
@@ -572,8 +573,18 @@ class ScriptBatcher:
     made while the previous one was under way (or in the same loop turn).
 
     Each call still gets its own answer or its own error; a lost connection fails every call
-    of that pipeline, as it would have failed them one by one. Use it from one event loop.
+    of that pipeline, as it would have failed them one by one. Use it from one event loop;
+    :meth:`of` gives every user of one client (the store, the rate limiter) the same batcher,
+    so their calls share round trips too.
     """
+
+    @classmethod
+    def of(cls, client: redis.asyncio.Redis) -> ScriptBatcher:
+        """The batcher of ``client`` (made on first use, gone with the client)."""
+        batcher = _BATCHERS.get(client)
+        if batcher is None:
+            batcher = _BATCHERS[client] = cls(client)
+        return batcher
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self._r = client
@@ -582,7 +593,7 @@ class ScriptBatcher:
         self.round_trips = 0
 
     async def call(
-        self, script: AsyncScript, keys: list[str], args: list[str | int]
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[EncodableT]
     ) -> Any:
         """Run ``script`` with ``keys`` and ``args`` in the next pipeline; its answer."""
         loop = asyncio.get_running_loop()
@@ -636,6 +647,11 @@ class ScriptBatcher:
                 future.set_result(answer)
 
 
+_BATCHERS: weakref.WeakKeyDictionary[redis.asyncio.Redis, ScriptBatcher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class AsyncBatchStore(_Base):
     """The per-customer hot path on an event loop (``redis.asyncio``): ledger, claims,
     "create sent", outcomes, call counters. Same keys and scripts as :class:`BatchStore`."""
@@ -651,7 +667,7 @@ class AsyncBatchStore(_Base):
         self._finish = client.register_script(_FINISH_LUA)
         self._begin_create = client.register_script(_BEGIN_CREATE_LUA)
         self._finish_row = client.register_script(_FINISH_ROW_LUA)
-        self.batcher = ScriptBatcher(client)
+        self.batcher = ScriptBatcher.of(client)
 
     async def finish_row(
         self,

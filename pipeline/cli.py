@@ -89,13 +89,17 @@ def _fail(error: str | None, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _logging() -> None:
-    """structlog for this process: JSON off a terminal, personal data masked."""
+def _logging(default: str = "WARNING") -> None:
+    """structlog for this process: JSON off a terminal, personal data masked.
+
+    ``ONBOARD_LOG_LEVEL`` wins; otherwise ``default``: commands with a progress display keep
+    quiet (warnings only), a worker logs one line per row (INFO).
+    """
     import os
 
     from pipeline.logs import configure_logging
 
-    configure_logging(os.environ.get("ONBOARD_LOG_LEVEL", "WARNING"))
+    configure_logging(os.environ.get("ONBOARD_LOG_LEVEL") or default)
 
 
 def _print_run_summary(summary: dict[str, Any], reports: list[Path]) -> None:
@@ -189,7 +193,7 @@ def worker(
     from pipeline.run_cmd import run_worker
     from pipeline.validate_cmd import UnusableInput
 
-    _logging()
+    _logging("INFO")
     try:
         raise typer.Exit(run_worker(concurrency))
     except UnusableInput as exc:
@@ -258,6 +262,43 @@ def report(
     assert result.summary is not None
     _print_run_summary(result.summary, result.reports)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="Drop folder (inbox/ is created in it).")],
+    once: Annotated[
+        bool, typer.Option("--once", help="Work off what is in the inbox now, then exit.")
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
+    ] = False,
+    column_map: Annotated[
+        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
+    ] = None,
+    master_data: Annotated[
+        Path | None, typer.Option(help="Directory of master-data code lists.")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Chunks in progress in the in-process worker.")
+    ] = 4,
+) -> None:
+    """Run every file dropped into FOLDER/inbox as a batch; reports go to FOLDER/outbox.
+
+    Settings: ONBOARD_WATCH__SETTLE_SECONDS, __POLL_SECONDS, __MAX_CONCURRENT,
+    __ALLOW_DUPLICATES. Without ONBOARD_REDIS_URL a private Redis and worker are started.
+    """
+    from pipeline.watch_pipeline import watch_folder
+
+    _logging()
+    code, error = watch_folder(
+        folder, once=once, sandbox=sandbox, column_map=column_map,
+        master_data_dir=master_data, concurrency=concurrency,
+        echo=lambda line: print(line, flush=True),
+    )
+    if error is not None:
+        _fail(error, code)
+    raise typer.Exit(code)
 
 
 @app.command(

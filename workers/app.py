@@ -85,6 +85,11 @@ def celery_config(settings: Settings, *, broker_url: str | None = None) -> dict[
             # Detect a half-dead connection instead of waiting on it forever (design §5).
             "health_check_interval": 25,
             "socket_keepalive": True,
+            # kombu looks for messages of dead workers only every interval × throttle seconds
+            # (100 s by default); sweep every few seconds of the visibility timeout instead,
+            # so a killed worker's chunks come back soon after it expires.
+            "unacked_restore_interval": max(1, min(10, p.visibility_timeout_seconds // 4)),
+            "unacked_restore_throttle": 1,
         },
         "result_backend": None,
         "task_ignore_result": True,

@@ -1,0 +1,232 @@
+"""Worker processes (``onboard worker``) on a shared Redis: a worker SIGKILLed mid-batch is
+replaced by another that finishes the batch, and two workers together keep to the global
+partner rate limit."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from pydantic import SecretStr
+
+from pipeline.run_cmd import report_batch, submit_only
+from pipeline.settings import PartnerSettings, PipelineSettings, Settings
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from workers.store import BatchStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import make_customers
+
+ONBOARD = str(Path(sys.executable).parent / "onboard")
+
+
+def worker_env(redis_url: str, sandbox: SandboxHandle, **pipeline: object) -> dict[str, str]:
+    """Environment of an ``onboard worker`` subprocess on the test Redis and the sandbox."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env.update({
+        "ONBOARD_REDIS_URL": redis_url,
+        "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
+        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
+        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
+        "ONBOARD_PARTNER__USERNAME": USERNAME,
+        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
+        "ONBOARD_PARTNER__SCOPE": "sandbox",
+        "ONBOARD_PARTNER__CONNECT_TIMEOUT": "1",
+        "ONBOARD_PARTNER__READ_TIMEOUT": "1",
+        "ONBOARD_PARTNER__WRITE_TIMEOUT": "1",
+        "ONBOARD_PARTNER__POOL_TIMEOUT": "1",
+        "ONBOARD_LOG_LEVEL": "INFO",
+    })
+    env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in pipeline.items()})
+    return env
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    """The same settings in this process (for submit and report)."""
+    pipeline = {
+        k.removeprefix("ONBOARD_PIPELINE__").lower(): v
+        for k, v in env.items() if k.startswith("ONBOARD_PIPELINE__")
+    }
+    return Settings(
+        redis_url=env["ONBOARD_REDIS_URL"],
+        partner=PartnerSettings(
+            base_url=env["ONBOARD_PARTNER__BASE_URL"], client_id=CLIENT_ID,
+            client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
+            password=SecretStr(PASSWORD), scope="sandbox", connect_timeout=1,
+            read_timeout=1, write_timeout=1, pool_timeout=1,
+        ),
+        pipeline=PipelineSettings.model_validate(pipeline),
+    )
+
+
+@contextmanager
+def worker(
+    env: dict[str, str], log: Path, concurrency: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An ``onboard worker`` subprocess; stopped warmly (SIGTERM) at the end if still alive."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [ONBOARD, "worker", "--concurrency", str(concurrency)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def make_input(tmp: Path, rows: int, seed: int) -> Path:
+    """A generated file of ``rows`` valid customers."""
+    path = tmp / "customers.csv"
+    make_customers.write_csv(make_customers.generate(rows, 0.0, seed=seed), path)
+    return path
+
+
+def report_rows(out: Path, batch_id: str) -> list[dict[str, str]]:
+    """The batch report's rows."""
+    with (out / batch_id / "report.csv").open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Kill a worker with SIGKILL mid-batch; a second worker gets its chunks back after the
+    visibility timeout and finishes: every row once in the report, zero duplicate creates."""
+    rows = 300
+    source = make_input(tmp_path, rows, seed=21)
+    with run_sandbox(latency_ms=20) as sandbox:
+        env = worker_env(
+            redis_url, sandbox, rows_per_message=10, rate_limit_per_second=150,
+            visibility_timeout_seconds=6, task_time_limit_seconds=2,
+            task_soft_time_limit_seconds=1, backoff_max_seconds=0.5,
+            backoff_base_seconds=0.05, claim_ttl_seconds=5,
+        )
+        settings = settings_from(env)
+        submitted = submit_only(source, settings=settings)
+        batch_id = submitted.batch_id
+        assert batch_id, submitted.error
+        client = redis.Redis.from_url(redis_url)
+        store = BatchStore(client)
+        with worker(env, tmp_path / "first.log") as first:
+            wait_for(lambda: store.done_count(batch_id) >= 60, 45, "the first worker's rows")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        assert store.done_count(batch_id) < rows, "killed too late to test anything"
+        with worker(env, tmp_path / "second.log"):
+            wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
+        stats = sandbox.stats()
+        deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
+        client.close()
+
+    # The chunks the dead worker held were delivered again, and nothing was created twice.
+    assert max(deliveries) >= 2
+    assert stats["duplicate_creates"] == 0 and stats["repeat_creates"] == 0
+    result = report_batch(batch_id, out_dir=tmp_path / "out", settings=settings)
+    assert result.exit_code == 0, result.summary
+    got = report_rows(tmp_path / "out", batch_id)
+    assert [int(r["row_number"]) for r in got] == list(range(2, rows + 2))
+    assert {r["outcome"] for r in got} == {"onboarded"}
+    assert len({r["ecrn"] for r in got}) == rows
+    assert stats["creates"] == rows
+
+
+class CallSampler:
+    """Samples the sandbox's business-call count every ``every`` seconds in a thread."""
+
+    def __init__(self, sandbox: SandboxHandle, every: float = 0.2) -> None:
+        self.sandbox = sandbox
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            asked = time.monotonic()
+            stats = self.sandbox.stats()
+            calls = sum(sum(stats["calls"][k].values()) for k in ("lookup", "onboard"))
+            # The sandbox counted somewhere between question and answer: take the middle.
+            self.samples.append(((asked + time.monotonic()) / 2, calls))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> CallSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def peak_rate(self, span: float) -> float:
+        """The highest mean rate over any stretch of at least ``span`` seconds."""
+        best = 0.0
+        for i, (t0, c0) in enumerate(self.samples):
+            for t1, c1 in self.samples[i + 1:]:
+                if t1 - t0 >= span:
+                    best = max(best, (c1 - c0) / (t1 - t0))
+                    break
+        return best
+
+
+def test_two_workers_keep_the_global_rate_limit(redis_url: str, tmp_path: Path) -> None:
+    """Two worker processes share one limit of R requests/s: the partner's rate, measured
+    at the sandbox over any stretch of 5 s or more, stays within R + 10 %, and both workers
+    did part of the work.
+
+    Why 5 s: the sandbox's own one-second sliding window stamps arrivals when its event loop
+    gets to them; on this shared 2-core box (two workers, the sandbox, pytest and other test
+    runs) requests sent on schedule arrive bunched, and that window read 47-52 at R = 40 while
+    the senders' own timestamps never put more than 41 in any second. A stall of a few
+    hundred milliseconds adds a handful of arrivals to whichever window follows it; over
+    5 s that is a few per cent, over 1 s it is 25 %. So the rate is sampled from the
+    sandbox's call counters over stretches of at least 5 s (a run of about 10 s)."""
+    rate = 40
+    rows = 200
+    source = make_input(tmp_path, rows, seed=31)
+    with run_sandbox(latency_ms=5) as sandbox:
+        env = worker_env(
+            redis_url, sandbox, rows_per_message=5, rate_limit_per_second=rate,
+        )
+        settings = settings_from(env)
+        submitted = submit_only(source, settings=settings)
+        batch_id = submitted.batch_id
+        assert batch_id, submitted.error
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        client = redis.Redis.from_url(redis_url)
+        store = BatchStore(client)
+        # Prefetch 1 and two chunks in progress: each worker holds at most three of the 30
+        # chunks, so both take part.
+        with worker(env, logs[0]), worker(env, logs[1]), CallSampler(sandbox) as sampler:
+            wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
+        client.close()
+        stats = sandbox.stats()
+
+    calls = sum(sum(stats["calls"][kind].values()) for kind in ("lookup", "onboard"))
+    assert calls == 2 * rows
+    assert 0 < sampler.peak_rate(5.0) <= rate * 1.1, sampler.samples
+    for log in logs:
+        assert b'"row.done"' in log.read_bytes(), log.read_text()[-2000:]

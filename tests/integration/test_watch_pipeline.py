@@ -1,0 +1,171 @@
+"""``onboard watch`` on the real pipeline: real Redis, a real worker process, the sandbox.
+
+The watcher is its own process, so the crash test can kill it with SIGKILL mid-batch and
+start it again; the worker and Redis live on, as they would in docker-compose.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
+from workers.store import BatchStore
+from workers.submit import batch_state
+
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMERS = ROOT / "sample_data" / "customers.csv"
+DEADLINE = 90.0
+
+
+def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Wait for ``condition()`` to be truthy (polling, with a deadline); return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture()
+def env(redis_url: str) -> Iterator[dict[str, str]]:
+    """Environment of the worker and watcher processes: shared Redis, sandbox, slow rate."""
+    with run_sandbox(latency_ms=20) as sandbox:
+        values = dict(os.environ)
+        values.update({
+            "ONBOARD_REDIS_URL": redis_url,
+            "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
+            "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
+            "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
+            "ONBOARD_PARTNER__USERNAME": USERNAME,
+            "ONBOARD_PARTNER__PASSWORD": PASSWORD,
+            "ONBOARD_PARTNER__SCOPE": "sandbox",
+            # Slow enough (about 5 s for the sample file) that the kill lands mid-batch.
+            "ONBOARD_PIPELINE__RATE_LIMIT_PER_SECOND": "20",
+            "ONBOARD_PIPELINE__BACKOFF_BASE_SECONDS": "0.05",
+            "ONBOARD_WATCH__POLL_SECONDS": "0.05",
+            "ONBOARD_WATCH__COMPLETION_POLL_SECONDS": "0.05",
+            "ONBOARD_LOG_LEVEL": "WARNING",
+        })
+        values["_SANDBOX_URL"] = sandbox.base_url
+        yield values
+
+
+def onboard(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``onboard ARGS`` as a child process writing to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=ROOT,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child we started and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def drop(folder: Path, source: Path) -> None:
+    """Deliver ``source`` into the inbox by rename (written elsewhere first, then moved in)."""
+    (folder / "inbox").mkdir(parents=True, exist_ok=True)
+    staged = folder / "upload.tmp"
+    staged.write_bytes(source.read_bytes())
+    st = staged.stat()
+    os.utime(staged, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+    os.rename(staged, folder / "inbox" / source.name)
+
+
+def test_watcher_killed_mid_batch_resumes_and_the_batch_completes_once(
+    env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL the watcher mid-batch; the next one continues the same batch to one report."""
+    import httpx
+
+    folder = tmp_path / "drop"
+    log = tmp_path / "processes.log"
+    store = BatchStore(redis.Redis.from_url(redis_url))
+    worker = onboard(["worker", "--concurrency", "2"], env, log)
+    watcher = onboard(["watch", str(folder)], env, log)
+    try:
+        drop(folder, CUSTOMERS)
+        sidecar = folder / "processing" / "customers.csv.batch"
+        batch_id = poll(
+            lambda: sidecar.exists() and json.loads(sidecar.read_text())["batch_id"], "sidecar"
+        )
+
+        def started() -> bool:
+            state = batch_state(store, batch_id)
+            return state is not None and state.done > 0
+
+        poll(started, "first rows done")
+        watcher.send_signal(signal.SIGKILL)
+        watcher.wait(10)
+        state = batch_state(store, batch_id)
+        assert state is not None and not state.complete, "the kill must land mid-batch"
+        assert list((folder / "outbox").iterdir()) == []
+        assert (folder / "processing" / "customers.csv").exists()
+
+        watcher = onboard(["watch", str(folder)], env, log)
+        report = folder / "outbox" / f"customers.{batch_id}.report.csv"
+        poll(lambda: (folder / "done" / "customers.csv").exists(), "the file in done/")
+        # The same content again, and a file the pipeline cannot use: both end in failed/.
+        broken = tmp_path / "broken.csv"
+        broken.write_text("id_type,id_number\n4,784198090000005,extra\n")
+        drop(folder, broken)
+        drop(folder, CUSTOMERS)
+        failed = folder / "failed"
+        poll(lambda: len(list(failed.glob("*.error.txt"))) == 2, "two files in failed/")
+    finally:
+        stop(watcher)
+        stop(worker)
+    assert report.exists(), log.read_text()
+    with report.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    numbers = [int(r["row_number"]) for r in rows]
+    assert len(numbers) == len(set(numbers)) == 52
+    assert "pending" not in {r["outcome"] for r in rows}
+    stats = httpx.get(f"{env['_SANDBOX_URL']}/_sandbox/stats").json()
+    onboarded = sum(r["outcome"] == "onboarded" for r in rows)
+    assert onboarded > 0
+    assert stats["duplicate_creates"] == 0
+    summary = json.loads((folder / "outbox" / f"customers.{batch_id}.summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["reports"][0].endswith(f"customers.{batch_id}.report.csv")
+    assert sorted(os.listdir(folder / "processing")) == []
+    duplicate = (failed / "customers.csv.error.txt").read_text()
+    assert f"batch {batch_id}" in duplicate and duplicate.count("\n") == 1
+    unusable = (failed / "broken.csv.error.txt").read_text()
+    assert unusable.startswith("broken.csv: ") and unusable.count("\n") == 1
+    assert store.recent_batches() == [batch_id], "neither failed file opened a batch"
+
+
+def test_watch_on_a_file_instead_of_a_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A drop folder that is a file is a user mistake: exit code 2 and one line, no traceback."""
+    not_a_folder = tmp_path / "drop"
+    not_a_folder.write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "watch", str(not_a_folder), "--once"],
+        env=dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith(f"error: {not_a_folder}: not a directory")

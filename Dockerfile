@@ -7,7 +7,9 @@ COPY pipeline ./pipeline
 COPY workers ./workers
 COPY sandbox ./sandbox
 COPY sample_data ./sample_data
-RUN pip install . && useradd --create-home onboard
+# Editable, so the package finds sample_data/ (default master data and sandbox scenarios)
+# next to it in /app rather than looking for it in site-packages.
+RUN pip install -e . && useradd --create-home onboard
 USER onboard
 ENTRYPOINT ["onboard"]
 CMD ["--help"]

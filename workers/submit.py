@@ -93,9 +93,17 @@ class InputSpec:
     master_data_dir: Path | None = None
 
 
+_ID_LETTERS = "abcdefghjkmnpqrstuvwxyz"
+
+
 def new_batch_id() -> str:
-    """A sortable, unique batch id: UTC time plus random hex."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    """A sortable, unique batch id: UTC minute plus six random letters.
+
+    No run of six or more digits: the log masking processor hides such runs as possible ID
+    or phone numbers, and a batch id must stay readable in the logs.
+    """
+    suffix = "".join(secrets.choice(_ID_LETTERS) for _ in range(6))
+    return f"{datetime.now(UTC):%Y-%m-%d-%H%M}-{suffix}"
 
 
 def open_input(spec: InputSpec, settings: Settings) -> Table:

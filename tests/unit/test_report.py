@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.outcomes import RowError
 from pipeline.report import (
+    PIPELINE_REPORT_COLUMNS,
     REPORT_COLUMNS,
     ReportError,
     ReportWriter,
@@ -92,6 +93,30 @@ def test_columns_in_input_order_then_report_columns(tmp_path: Path) -> None:
     header, row = _read_csv(tmp_path / "r.csv")
     assert header == ["Zeta", "alpha", "First Name", *REPORT_COLUMNS, "ecrn"]
     assert row == ["007", "NA", "Ahmed", "2", "valid", "", "", "", "1000000000000005"]
+
+
+def test_pipeline_column_order_replaces_the_default(tmp_path: Path) -> None:
+    """``columns`` sets the outcome columns outright (ecrn after outcome, attempts last);
+    a list that does not start with row_number is refused."""
+    raw = _raw([{"first_name": "Sara"}])
+    frame = pd.DataFrame(
+        {
+            "row_number": [2],
+            "outcome": ["onboarded"],
+            "ecrn": ["1000000000000005"],
+            "error_code": [""],
+            "error_field": [""],
+            "error_message": [""],
+            "attempts": ["1"],
+        }
+    )
+    with ReportWriter(tmp_path, ["first_name"], name="r", columns=PIPELINE_REPORT_COLUMNS) as w:
+        w.write(raw, frame)
+    header, row = _read_csv(tmp_path / "r.csv")
+    assert header == ["first_name", *PIPELINE_REPORT_COLUMNS]
+    assert row == ["Sara", "2", "onboarded", "1000000000000005", "", "", "", "1"]
+    with pytest.raises(ValueError, match="row_number"):
+        ReportWriter(tmp_path / "x", ["a"], name="r", columns=("outcome", "row_number"))
 
 
 def test_report_columns_of_a_previous_report_are_replaced(tmp_path: Path) -> None:

@@ -248,9 +248,12 @@ def _break_rows(cols: dict[str, pa.Array], rng: np.random.Generator, rate: float
         elif kind == "unknown_gender":
             put("gender", rows, "Q")
         elif kind == "duplicate_id":
-            ids = cols["id_number"]
-            previous = pa.concat_arrays([ids.slice(0, 1), ids.slice(0, n - 1)])
-            put("id_number", rows, previous)
+            # Copy the ID of the nearest earlier row that is not broken, so the copy is a
+            # real duplicate of a valid first occurrence (row 0 is never broken).
+            intact = np.setdiff1d(np.arange(n), broken, assume_unique=True)
+            source = np.zeros(n, dtype=np.int64)
+            source[rows] = intact[np.searchsorted(intact, rows) - 1]
+            put("id_number", rows, cols["id_number"].take(pa.array(source)))
         elif kind == "too_long_name":
             put("last_name", rows, "X" * 300)
         elif kind == "missing_id_number":

@@ -248,3 +248,23 @@ def test_report_fed_back_as_input_gives_the_same_report(tmp_path: Path) -> None:
     after = read_report(tmp_path / "out" / "again.validation.csv")
     assert list(after[0].keys()) == list(before[0].keys())
     assert after == before
+
+
+@pytest.mark.parametrize(("rate", "invalid"), [(0.0, 0), (1.0, 1_999)])
+def test_generated_customers_break_exactly_as_asked(
+    tmp_path: Path, rate: float, invalid: int
+) -> None:
+    """bench/make_customers.py writes rows our rules accept, except the broken fraction
+    (every row but the first when the rate is 1), so benchmark figures mean what they say."""
+    data = tmp_path / "gen.csv"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "make_customers.py"), "--rows", "2000",
+         "--invalid-rate", str(rate), "--out", str(data), "--seed", "3"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    done = run_validate(str(data), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == (1 if invalid else 0), done.stdout + done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["rows"], summary["invalid"]) == (2000, invalid)
+    if invalid:
+        assert len(summary["error_codes"]) >= 8  # broken in varied ways

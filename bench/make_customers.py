@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    if not 0 <= args.invalid_rate <= 1 or args.rows < 1:
-        parser.error("--rows must be ≥ 1 and --invalid-rate between 0 and 1")
+    if not 0 <= args.invalid_rate <= 1 or not 1 <= args.rows < MAX_SERIAL:
+        parser.error(f"--rows must be 1 to {MAX_SERIAL - 1:,}; --invalid-rate 0 to 1")
     started = time.perf_counter()
     write_csv(generate(args.rows, args.invalid_rate, args.seed), args.out)
     elapsed = time.perf_counter() - started

@@ -268,3 +268,22 @@ def test_generated_customers_break_exactly_as_asked(
     assert (summary["rows"], summary["invalid"]) == (2000, invalid)
     if invalid:
         assert len(summary["error_codes"]) >= 8  # broken in varied ways
+
+
+def test_file_broken_after_the_first_chunks_leaves_no_report(tmp_path: Path) -> None:
+    """A file that turns out unusable deep inside (after chunks were already reported) exits
+    2 naming the line, and leaves neither a report nor a temporary file behind."""
+    data = tmp_path / "long.csv"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "make_customers.py"), "--rows", "120000",
+         "--invalid-rate", "0", "--out", str(data)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with data.open("a", encoding="utf-8") as handle:
+        handle.write("BULK,AGT001,Mr,Omar\n")
+    out = tmp_path / "out"
+    done = run_validate(str(data), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "long.csv" in lines[0] and "120002" in lines[0]
+    assert list(out.iterdir()) == []

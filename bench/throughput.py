@@ -45,6 +45,11 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 # The full pipeline's batches (own key prefix and queue per run) live in their own database.
 PIPELINE_REDIS_URL = "redis://127.0.0.1:6379/12"
 ONBOARD = str(Path(sys.executable).parent / "onboard")
+# `onboard worker` with another GIL switch interval (argv: interval, then the CLI's argv).
+WORKER_WITH_SWITCH_INTERVAL = (
+    "import sys; sys.setswitchinterval(float(sys.argv[1])); "
+    "sys.argv = ['onboard', *sys.argv[2:]]; from pipeline.cli import main; main()"
+)
 
 
 def emirates_id(serial: int) -> str:
@@ -351,9 +356,13 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             valid = queued.rows_enqueued if queued else args.rows
             queue_bytes = int(r.memory_usage(tag, samples=0) or 0)
             started = time.perf_counter()
+            command = [ONBOARD, "worker", "--concurrency", str(args.chunks_at_once)]
+            if args.switch_interval:
+                command = [sys.executable, "-c", WORKER_WITH_SWITCH_INTERVAL,
+                           str(args.switch_interval), *command[1:]]  # fmt: skip
             for _ in range(args.workers):
                 workers.append(subprocess.Popen(
-                    [ONBOARD, "worker", "--concurrency", str(args.chunks_at_once)], env=env,
+                    command, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                 ))  # fmt: skip
             deadline = started + max(120.0, args.rows / 20)
@@ -432,6 +441,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000.0, help="global limiter, req/s")
     parser.add_argument("--uvloop", action="store_true", help="harness loop on uvloop")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (pipeline)")
+    parser.add_argument(
+        "--switch-interval", type=float, default=0.0,
+        help="run the workers with this sys.setswitchinterval (seconds; default Python's)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-harness", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,14 +94,19 @@ def _outcome_frame(
 
 
 def write_batch_report(
-    store: BatchStore, batch_id: str, out_dir: Path, *, settings: Settings
+    store: BatchStore, batch_id: str, out_dir: Path, *, settings: Settings,
+    merge: Sequence[str] = (), name: str = REPORT_NAME, summary_name: str = SUMMARY_NAME,
 ) -> BatchReport:
     """Write the batch's report and summary under ``out_dir/batch_id``.
+
+    A rerun batch's report lists its own rows only; ``merge`` (rerun batch ids, in fold
+    order) folds those batches' outcomes in (``pipeline.rerun.ReportRows``).
 
     Raises :class:`~pipeline.validate_cmd.UnusableInput` (one line) for an unknown batch, an
     input file that is gone or changed, or an unwritable output directory.
     """
     from pipeline.ingest import InputError
+    from pipeline.rerun import ReportRows
     from workers.submit import batch_state, input_spec, iter_chunks, open_input
 
     state = batch_state(store, batch_id)
@@ -112,7 +118,8 @@ def write_batch_report(
     target = Path(out_dir) / batch_id
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UnusableInput(f"{out_dir}: --out must be a directory, this is a file")
-    complete = state.complete
+    source = ReportRows(store, batch_id, merge)
+    complete = state.complete and source.complete
     counts: Counter[str] = Counter()
     rows = 0
     try:
@@ -125,16 +132,20 @@ def write_batch_report(
             )
         xlsx = info.format != "csv" or 0 < state.total <= XLSX_MAX_ROWS
         with ReportWriter(
-            target, info.headers, name=REPORT_NAME, columns=PIPELINE_REPORT_COLUMNS, xlsx=xlsx,
+            target, info.headers, name=name, xlsx=xlsx,
+            columns=(*PIPELINE_REPORT_COLUMNS, *source.extra_columns),
         ) as writer:
             for chunk in iter_chunks(table):
-                numbers = [int(n) for n in chunk.row_numbers.tolist()]
-                records = store.get_rows(batch_id, numbers)
-                given = [str(v) for v in chunk.rows["ecrn"].tolist()]
-                frame = _outcome_frame(records, numbers, chunk.raw.index, given)
+                part = source.part(
+                    chunk.raw, [int(n) for n in chunk.row_numbers.tolist()],
+                    [str(v) for v in chunk.rows["ecrn"].tolist()],
+                )
+                frame = _outcome_frame(part.records, part.numbers, part.raw.index, part.given_ecrn)
+                for column, values in part.extra.items():
+                    frame[column] = values
                 counts.update(frame["outcome"].tolist())
-                writer.write(chunk.raw, frame)
-                rows += len(numbers)
+                writer.write(part.raw, frame)
+                rows += len(part.numbers)
         paths = writer.paths
     except (InputError, ReportError) as exc:
         raise UnusableInput(str(exc)) from None
@@ -167,8 +178,12 @@ def write_batch_report(
     }
     if error := state.input.get("error"):
         summary["error"] = error
+    if state.meta.parent_batch_id:
+        summary["parent_batch_id"] = state.meta.parent_batch_id
+    if merge:
+        summary["merged"] = list(merge)
     try:
-        summary_path = write_summary(target / SUMMARY_NAME, summary)
+        summary_path = write_summary(target / summary_name, summary)
     except OSError as exc:
-        raise UnusableInput(f"{target / SUMMARY_NAME}: {exc.strerror or exc}") from None
+        raise UnusableInput(f"{target / summary_name}: {exc.strerror or exc}") from None
     return BatchReport(summary, [*paths, summary_path])

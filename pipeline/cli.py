@@ -172,12 +172,18 @@ def submit(
         Path | None, typer.Option(help="Directory of master-data code lists.")
     ] = None,
     sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--new-batch",
+        help="Continue an enqueue of this same file that was cut short (default).",
+    )] = True,
 ) -> None:
     """Validate and enqueue a file on the shared Redis (ONBOARD_REDIS_URL); print the batch id."""
+    from pipeline.nightly import submit_resumable
     from pipeline.run_cmd import submit_only
 
     _logging()
-    result = submit_only(file, column_map=column_map, master_data_dir=master_data, sheet=sheet)
+    submit_fn = submit_resumable if resume else submit_only
+    result = submit_fn(file, column_map=column_map, master_data_dir=master_data, sheet=sheet)
     if result.batch_id is None:
         _fail(result.error, result.exit_code)
     print(result.batch_id)
@@ -221,14 +227,10 @@ def status(
     try:
         with open_store(load_settings()) as store:
             if batch is None:
-                for batch_id in store.recent_batches(20):
-                    state = batch_state(store, batch_id)
-                    if state is not None:
-                        flag = "complete" if state.complete else "running"
-                        console.print(
-                            f"{batch_id}  {state.meta.file_name}  {state.done:,}/"
-                            f"{state.total:,}  {flag}", markup=False,
-                        )
+                from pipeline.nightly import recent_lines
+
+                for line in recent_lines(store, 20):
+                    console.print(line, markup=False, soft_wrap=True)
                 return
             state = batch_state(store, batch)
             if state is None:
@@ -251,16 +253,105 @@ def report(
     out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
         "reports"
     ),
+    merged: Annotated[bool, typer.Option(
+        "--merged", help="Fold the batch's reruns in: OUT/BATCH/merged.csv.",
+    )] = False,
 ) -> None:
     """Write a batch's report (a partial one, saying so, while it still runs)."""
+    from pipeline.rerun import merged_report
     from pipeline.run_cmd import report_batch
 
     _logging()
-    result = report_batch(batch, out_dir=out)
+    result = merged_report(batch, out_dir=out) if merged else report_batch(batch, out_dir=out)
     if result.summary is None:
         _fail(result.error, result.exit_code)
     assert result.summary is not None
     _print_run_summary(result.summary, result.reports)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def rerun(
+    source: Annotated[str, typer.Argument(help="Batch id, or a report file (edited or not).")],
+    outcome: Annotated[str, typer.Option(
+        help="Outcomes to send again, comma separated: failed, not_subscribed, rejected, "
+        "invalid.",
+    )] = "failed",
+    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
+        "reports"
+    ),
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
+    ] = False,
+    column_map: Annotated[
+        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
+    ] = None,
+    master_data: Annotated[
+        Path | None, typer.Option(help="Directory of master-data code lists.")
+    ] = None,
+    parent: Annotated[str | None, typer.Option(
+        help="Batch the report belongs to (default: from the summary.json beside it).",
+    )] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Follow the rerun and write its report (shared Redis).",
+    )] = True,
+) -> None:
+    """Send the rows of a batch or report whose outcome is selected again, as a new batch.
+
+    Customers already onboarded or already there are answered by the ledger, never sent.
+    Exit code 0: every rerun row done (or nothing to rerun); 1: other outcomes; 2: unusable.
+    """
+    from pipeline.rerun import parse_outcomes
+    from pipeline.rerun import rerun as rerun_rows
+    from pipeline.validate_cmd import UnusableInput
+
+    _logging()
+    try:
+        outcomes = parse_outcomes(outcome)
+    except UnusableInput as exc:
+        _fail(str(exc), 2)
+    result = rerun_rows(
+        source, outcomes=outcomes, out_dir=out, sandbox=sandbox, column_map=column_map,
+        master_data_dir=master_data, parent=parent, wait=wait,
+    )
+    if result.batch_id is None:
+        if result.exit_code == 0:
+            print(result.error)
+            raise typer.Exit(0)
+        _fail(result.error, result.exit_code)
+    assert result.summary is not None
+    if "outcomes" in result.summary:
+        _print_run_summary(result.summary, result.reports)
+    else:
+        print(result.batch_id)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command(name="follow-up")
+def follow_up(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Ask the partner's status GET about customers left KYC PENDING or AML Under
+    Investigation; write the report with customer_status and aml_scan_status.
+
+    Exit code 0: none left open; 1: some still open (follow up again later); 2: unusable.
+    """
+    from workers.followup import follow_up_batch
+
+    _logging()
+    result, done = follow_up_batch(batch, out_dir=out)
+    if result.summary is None or done is None:
+        _fail(result.error, result.exit_code)
+    assert done is not None and result.summary is not None
+    print(f"checked {done.checked}, updated {done.updated}, failed {done.failed}, "
+          f"still open {done.still_open}")
+    for path in result.reports:
+        print(f"report: {path}")
     raise typer.Exit(result.exit_code)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pipeline.followup import needs_follow_up
 from pipeline.outcomes import Outcome, RowError, RowResult
 from pipeline.settings import PipelineSettings
 from workers.ratelimit import AsyncRateLimiter
@@ -214,6 +215,10 @@ async def _lookup_then_onboard(
             # Our own earlier create may be the reason it exists (a lost answer).
             ours = await store.create_sent(row.id_type, row.id_number)
             outcome = Outcome.ONBOARDED if ours else Outcome.ALREADY_EXISTS
+            await _keep_non_final(
+                store, row, found.ecrn, found.data.get("customer_status"),
+                found.data.get("aml_scan_status"),
+            )
             return state.final(outcome, ecrn=found.ecrn)
         if not isinstance(found, NotFound):
             final = await _settle(state, found, store, limiter, policy, owner, creating=False)
@@ -235,10 +240,24 @@ async def _lookup_then_onboard(
             continue
         state.calls["onboard"] += 1
         if isinstance(created, Onboarded):
+            await _keep_non_final(
+                store, row, created.ecrn, created.customer_status, created.aml_scan_status
+            )
             return state.final(Outcome.ONBOARDED, ecrn=created.ecrn)
         final = await _settle(state, created, store, limiter, policy, owner, creating=True)
         if final is not None:
             return final
+
+
+async def _keep_non_final(
+    store: AsyncBatchStore, row: RowTask, ecrn: str, customer_status: Any, aml: Any
+) -> None:
+    """Keep a non-final customer state (KYC pending, AML under investigation) for
+    ``onboard follow-up``; final states cost nothing (no write)."""
+    if needs_follow_up(str(customer_status or ""), str(aml or "")):
+        await store.note_status(
+            row.batch_id, row.row_number, ecrn, str(customer_status or ""), str(aml or "")
+        )
 
 
 async def _settle(

@@ -105,6 +105,14 @@ class Keys:
         """Set before a create is sent; its presence makes a later lookup hit ``onboarded``."""
         return f"{self.prefix}:sent:{customer_digest(id_type, id_number)}"
 
+    def selection(self, batch_id: str) -> str:
+        """Hash input row → batch row number of a rerun batch (only its selected rows)."""
+        return f"{self.prefix}:batch:{batch_id}:select"
+
+    def statuses(self, batch_id: str) -> str:
+        """Hash row_number → customer status JSON of rows left in a non-final state."""
+        return f"{self.prefix}:batch:{batch_id}:status"
+
     def ratelimit(self, name: str) -> str:
         """GCRA theoretical arrival time of the named global rate limit."""
         return f"{self.prefix}:ratelimit:{name}"
@@ -741,6 +749,20 @@ class AsyncBatchStore(_Base):
             return set()
         raw = await self.r.hmget(self.keys.rows(batch_id), [str(n) for n in row_numbers])
         return {n for n, v in zip(row_numbers, raw, strict=True) if v is not None}
+
+    async def note_status(
+        self, batch_id: str, row_number: int, ecrn: str, customer_status: str, aml: str
+    ) -> None:
+        """Keep a customer status the partner left non-final, for ``onboard follow-up``."""
+        value = json.dumps(
+            {"ecrn": ecrn, "customer_status": customer_status, "aml_scan_status": aml},
+            separators=(",", ":"),
+        )
+        key = self.keys.statuses(batch_id)
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, str(row_number), value)
+            pipe.expire(key, self.ttl)
+            await pipe.execute()
 
     async def begin_create(
         self, id_type: str, id_number: str, owner: str, batch_id: str, claim_ttl: int

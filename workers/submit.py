@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -160,8 +160,16 @@ def submit_file(
     today: date | None = None,
     batch_id: str | None = None,
     on_chunk: Callable[[Submission], None] | None = None,
+    select: Mapping[int, int] | None = None,
+    parent_batch_id: str = "",
+    resume: bool = False,
 ) -> Submission:
     """Validate ``path``, open a batch, record invalid rows, enqueue the valid ones.
+
+    ``select`` (a rerun) maps the file's row numbers to the batch's: only those rows belong
+    to the batch, under those numbers. ``resume`` with the ``batch_id`` of a batch whose
+    enqueue was cut short continues it: the messages its cursor counts as sent are not sent
+    again (the file must be unchanged; validation uses the batch's original date).
 
     Raises :class:`SubmitError` (one line) when the file, the column map or the master data
     cannot be used. A file found broken mid-way (a ragged line) leaves a batch whose meta
@@ -188,21 +196,35 @@ def submit_file(
     except OSError as exc:
         raise SubmitError(f"{exc.filename or path}: {exc.strerror or exc}") from None
     info = table.info
-    validator = Validator(master, rules, base_dir=spec.path.parent, today=today or date.today())
+    previous = store.get_meta(batch_id) if resume and batch_id else None
+    sent_before = 0
+    if previous is not None and batch_id:
+        if previous.sha256 != info.sha256:
+            raise SubmitError(f"{path}: changed since batch {batch_id} began; cannot resume it")
+        marks = cast(list[bytes | None], store.r.hmget(
+            store.keys.meta(batch_id), ["messages_enqueued", "validated_on"]
+        ))
+        sent_before = int(marks[0] or 0)
+        if marks[1] and today is None:
+            today = date.fromisoformat(marks[1].decode())
+    today = today or date.today()
+    validator = Validator(master, rules, base_dir=spec.path.parent, today=today)
     documents = _Documents(spec.path.parent)
     sub = Submission(
         batch_id=batch_id or new_batch_id(), file_name=path.name, sha256=info.sha256,
         master_data_version=master.version, format=info.format,
     )
-    store.create_batch(BatchMeta(
-        sub.batch_id, file_name=path.name, sha256=info.sha256,
-        master_data_version=master.version, started_at=_now(),
-    ))
-    store.update_meta(
-        sub.batch_id, input_path=str(spec.path), sheet=info.sheet or "",
-        column_map=str(spec.column_map or ""), master_data_dir=str(rules.master_data_dir),
-        format=info.format,
-    )
+    if previous is None:
+        store.create_batch(BatchMeta(
+            sub.batch_id, file_name=path.name, sha256=info.sha256,
+            master_data_version=master.version, started_at=_now(),
+            parent_batch_id=parent_batch_id,
+        ))
+        store.update_meta(
+            sub.batch_id, input_path=str(spec.path), sheet=info.sheet or "",
+            column_map=str(spec.column_map or ""), master_data_dir=str(rules.master_data_dir),
+            format=info.format, validated_on=today.isoformat(),
+        )
     per_message = settings.pipeline.rows_per_message
     log.info("batch.submit", batch_id=sub.batch_id, file=path.name, format=info.format)
     try:
@@ -212,9 +234,17 @@ def submit_file(
                 invalid = [
                     _invalid_record(n, errs) for n, errs in result.errors.items() if errs
                 ]
+                numbers = keep = chunk.row_numbers.tolist()
+                if select is not None:
+                    # A rerun: only the selected rows, under their batch row numbers (-1
+                    # marks the others, which _valid_rows then leaves out).
+                    invalid = [replace(r, row_number=select[r.row_number])
+                               for r in invalid if r.row_number in select]
+                    keep = [n for n in numbers if n in select]
+                    numbers = [select.get(n, -1) for n in numbers]
                 store.record_outcomes(sub.batch_id, invalid)
-                bad = {r.row_number for r in invalid}
-                valid = _valid_rows(result.normalised, chunk.row_numbers.tolist(), bad)
+                bad = {r.row_number for r in invalid} | {-1}
+                valid = _valid_rows(result.normalised, numbers, bad)
                 batch: list[dict[str, Any]] = []
                 for number, row in valid:
                     batch.append({
@@ -224,11 +254,11 @@ def submit_file(
                         "body": to_partner_body(row, documents=documents.for_row(row)),
                     })
                     if len(batch) >= per_message:
-                        _publish(app, producer, sub, batch)
+                        _publish(app, producer, sub, batch, store, sent_before)
                         batch = []
                 if batch:
-                    _publish(app, producer, sub, batch)
-                sub.rows += len(chunk)
+                    _publish(app, producer, sub, batch, store, sent_before)
+                sub.rows += len(keep)
                 sub.invalid += len(invalid)
                 sub.valid += len(valid)
                 store.set_enqueued(sub.batch_id, sub.rows)
@@ -274,11 +304,25 @@ def _valid_rows(
     return [(row_numbers[i], rec) for i, rec in zip(keep, records, strict=True)]
 
 
-def _publish(app: Celery, producer: Any, sub: Submission, rows: list[dict[str, Any]]) -> None:
+def _publish(
+    app: Celery, producer: Any, sub: Submission, rows: list[dict[str, Any]],
+    store: BatchStore, sent_before: int,
+) -> None:
     chunk_id = f"c{sub.messages}"
-    app.send_task(
-        PROCESS_CHUNK, args=[chunk_message(sub.batch_id, chunk_id, rows)], producer=producer
-    )
+    # Messages are numbered in file order, the same on every read of an unchanged file, so a
+    # resumed submit skips exactly those an earlier, killed one had sent.
+    if sub.messages >= sent_before:
+        message = chunk_message(sub.batch_id, chunk_id, rows)
+        pipe = None
+        with producer.batch(max_size=64) as batch:
+            app.send_task(PROCESS_CHUNK, args=[message], producer=producer)
+            pipe = getattr(getattr(batch.state, "session", None), "pipeline", None)
+            if pipe is not None:
+                # The cursor rides in the same pipeline write as the message (kombu's Redis
+                # publish batch): a killed submit cannot have sent a message it does not count.
+                pipe.hset(store.keys.meta(sub.batch_id), "messages_enqueued", sub.messages + 1)
+        if pipe is None:
+            store.update_meta(sub.batch_id, messages_enqueued=sub.messages + 1)
     sub.messages += 1
 
 

@@ -1,0 +1,163 @@
+"""Nightly runs on real parts: an ``onboard submit`` subprocess SIGKILLed in the middle of
+enqueuing, started again for the same file, continues the same batch; the queue then holds
+every row exactly once, an ``onboard worker`` subprocess onboards them against the sandbox
+with no duplicate create, and ``onboard status`` lists the batch."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.nightly import file_sha256, find_unfinished
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from workers.store import BatchStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import make_customers
+
+ONBOARD = str(Path(sys.executable).parent / "onboard")
+ROWS = 2500
+
+
+@pytest.fixture()
+def private_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
+    """A Redis URL and a unique key prefix (also the queue name) for this test alone.
+
+    Database 13: the ``redis_url`` fixture flushes database 15 around every test, which would
+    wipe a batch that subprocesses still work on. Its keys are deleted afterwards.
+    """
+    prefix = f"n{uuid.uuid4().hex[:12]}"
+    url = f"{redis_base_url}/13"
+    yield url, prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.delete(f"_kombu.binding.{prefix}")
+    client.close()
+
+
+def env_for(url: str, prefix: str, sandbox: SandboxHandle) -> dict[str, str]:
+    """Environment of the ``onboard`` subprocesses: shared Redis, sandbox, one row a message."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env.update({
+        "ONBOARD_REDIS_URL": url,
+        "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
+        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
+        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
+        "ONBOARD_PARTNER__USERNAME": USERNAME,
+        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
+        "ONBOARD_PARTNER__SCOPE": "sandbox",
+        "ONBOARD_PIPELINE__KEY_PREFIX": prefix,
+        "ONBOARD_PIPELINE__QUEUE": prefix,
+        # One row per message: many messages, so the kill lands between two of them.
+        "ONBOARD_PIPELINE__ROWS_PER_MESSAGE": "1",
+        "ONBOARD_PIPELINE__RATE_LIMIT_PER_SECOND": "5000",
+        "ONBOARD_LOG_LEVEL": "WARNING",
+    })
+    return env
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def queued_rows(client: redis.Redis, queue: str) -> list[int]:
+    """Row numbers of every chunk message waiting in the queue (kombu's Redis list)."""
+    rows: list[int] = []
+    for raw in client.lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(envelope["body"]))
+        rows += [int(r["row_number"]) for r in args[0]["rows"]]
+    return rows
+
+
+def test_killed_submit_resumes_and_enqueues_each_row_once(
+    private_redis: tuple[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL ``onboard submit`` mid-enqueue: the cursor counts exactly the messages in the
+    queue; the same command again prints the same batch id and sends only the rest, so the
+    queue holds each row once; a worker then gives every row one outcome, zero duplicate
+    creates, and ``onboard status`` lists the batch as complete."""
+    url, prefix = private_redis
+    source = tmp_path / "nightly.csv"
+    make_customers.write_csv(make_customers.generate(ROWS, 0.0, seed=5), source)
+    client = redis.Redis.from_url(url)
+    store = BatchStore(client, prefix=prefix)
+    with run_sandbox() as sandbox:
+        env = env_for(url, prefix, sandbox)
+        first = subprocess.Popen([ONBOARD, "submit", str(source)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            def sending() -> bool:
+                ids = store.recent_batches(1)
+                return bool(ids) and int(
+                    client.hget(store.keys.meta(ids[0]), "messages_enqueued") or 0
+                ) >= 100
+            wait_for(sending, 60, "the first submit to be enqueuing")
+            first.send_signal(signal.SIGKILL)
+        finally:
+            first.wait()
+        assert first.returncode == -signal.SIGKILL
+        (batch_id,) = store.recent_batches()
+        meta = store.get_meta(batch_id)
+        assert meta is not None and meta.total_rows == 0
+        cut = int(client.hget(store.keys.meta(batch_id), "messages_enqueued") or 0)
+        assert 100 <= cut < ROWS
+        assert client.hget(store.keys.meta(batch_id), "enqueue_done") is None
+        assert client.llen(prefix) == cut
+        assert find_unfinished(store, source, file_sha256(source)) == batch_id
+
+        again = subprocess.run([ONBOARD, "submit", str(source)], env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == batch_id
+        rows = queued_rows(client, prefix)
+        assert len(rows) == ROWS
+        assert sorted(rows) == list(range(2, ROWS + 2))
+        assert int(client.hget(store.keys.meta(batch_id), "messages_enqueued") or 0) == ROWS
+        assert store.get_meta(batch_id).total_rows == ROWS  # type: ignore[union-attr]
+        assert find_unfinished(store, source, file_sha256(source)) is None
+
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen([ONBOARD, "worker", "--concurrency", "4"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: store.is_complete(batch_id), 240, "the batch to complete")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            log.close()
+        counts = store.counts(batch_id)
+        assert counts[next(o for o in counts if o.value == "onboarded")] == ROWS
+        assert client.hlen(store.keys.rows(batch_id)) == ROWS
+        deliveries = {int(v) for v in client.hvals(store.keys.deliveries(batch_id))}
+        assert client.hlen(store.keys.deliveries(batch_id)) == ROWS and deliveries == {1}
+        stats = sandbox.stats()
+        assert stats["creates"] == ROWS and stats["duplicate_creates"] == 0
+
+        listing = subprocess.run([ONBOARD, "status"], env=env, capture_output=True, text=True,
+                                 timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        (line,) = [ln for ln in listing.stdout.splitlines() if ln.startswith(batch_id)]
+        assert "nightly.csv" in line and "complete" in line
+        assert f"{ROWS:,}/{ROWS:,}" in line and f"onboarded {ROWS:,}" in line
+    client.close()

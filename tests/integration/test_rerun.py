@@ -273,3 +273,58 @@ def test_nothing_selected_and_unknown_source(
     assert "not a report" in not_report.error
     with pytest.raises(UnusableInput, match="choose from"):
         parse_outcomes("faild")
+
+
+def onboard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``onboard ARGS`` on the embedded Redis of ``cwd/state`` (no ONBOARD_REDIS_URL)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env.update({
+        "ONBOARD_PIPELINE__STATE_DIR": str(cwd / "state"),
+        "ONBOARD_PIPELINE__MAX_ATTEMPTS": "2",
+        "ONBOARD_PIPELINE__BACKOFF_BASE_SECONDS": "0.02",
+        "ONBOARD_PIPELINE__BACKOFF_MAX_SECONDS": "0.1",
+    })
+    return subprocess.run([ONBOARD, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_embedded_rerun_in_a_later_invocation(tmp_path: Path) -> None:
+    """Without ONBOARD_REDIS_URL: ``onboard run --sandbox`` in one process, then
+    ``onboard rerun BATCH --sandbox`` in another finds the batch and the ledger in the
+    persistent state directory, reruns the failed rows only (done rows selected too are
+    answered by the ledger with no partner call), and ``onboard report BATCH --merged``
+    writes the folded report in a third."""
+    shutil.copytree(SAMPLE_DATA / "docs", tmp_path / "docs")
+    shutil.copy(SAMPLE_DATA / "customers.csv", tmp_path / "customers.csv")
+    first = onboard("run", "customers.csv", "--sandbox", "--out", "out", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    (parent,) = [p.name for p in (tmp_path / "out").iterdir()]
+    parent_rows = by_row(tmp_path / "out" / parent / "report.csv")
+
+    again = onboard("rerun", parent, "--sandbox", "--outcome", "failed,onboarded",
+                    "--out", "out", cwd=tmp_path)
+    assert again.returncode == 1, again.stderr
+    (child,) = [p.name for p in (tmp_path / "out").iterdir() if p.name != parent]
+    rows = by_row(tmp_path / "out" / child / "report.csv")
+    onboarded = {n for n, r in parent_rows.items() if r["outcome"] == "onboarded"}
+    assert set(rows) == FAILED_ROWS | onboarded
+    assert all(rows[n]["attempts"] == "0" and rows[n]["outcome"] == "onboarded"
+               for n in onboarded)
+    assert all(rows[n]["outcome"] == "failed" for n in FAILED_ROWS)
+    summary = json.loads((tmp_path / "out" / child / "summary.json").read_text())
+    assert summary["parent_batch_id"] == parent
+    assert summary["partner_calls"]["onboard"] + summary["partner_calls"]["lookup"] == sum(
+        int(rows[n]["attempts"]) for n in FAILED_ROWS
+    )
+
+    merged = onboard("report", parent, "--merged", "--out", "out", cwd=tmp_path)
+    assert merged.returncode == 1, merged.stderr
+    folded = by_row(tmp_path / "out" / parent / "merged.csv")
+    assert set(folded) == set(parent_rows)
+    for number in FAILED_ROWS:
+        assert int(folded[number]["attempts"]) == int(parent_rows[number]["attempts"]) + int(
+            rows[number]["attempts"]
+        )
+    listed = onboard("status", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert f"rerun of {parent}" in listed.stdout

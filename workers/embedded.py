@@ -259,6 +259,10 @@ def in_process_worker(
     such worker per process at a time: Celery's shutdown flag is process-wide.
     """
     app.finalize()
+    # Pool threads start without a current app and fall back to the process's default one
+    # to find the task (`celery worker` sets this up; a bare WorkController does not): make
+    # it this app, or a task registered on this app alone is never run.
+    app.set_default()
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=3)
     worker = _Worker(

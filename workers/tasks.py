@@ -55,7 +55,9 @@ def make_worker_app(
     holder = RuntimeHolder(settings, store_url)
     _HOLDERS[app] = holder
 
-    @app.task(name=PROCESS_CHUNK, bind=True, ignore_result=True)
+    # shared=False: a shared task would be attached to every app created later in this
+    # process, carrying this app's runtime (and settings) into theirs.
+    @app.task(name=PROCESS_CHUNK, bind=True, ignore_result=True, shared=False)
     def process_chunk(self: Task[Any, Any], message: dict[str, Any]) -> None:
         task_id = str(self.request.id or uuid.uuid4().hex)
         runtime = holder.get()
@@ -114,8 +116,14 @@ async def handle_chunk(runtime: Runtime, message: Mapping[str, Any], *, task_id:
                     known=precheck,
                 )
 
-        await asyncio.gather(
-            *(one(row, pre) for row, pre in zip(rows, known, strict=True) if pre[0] is None)
+        # Celery's threads pool enforces no time limits, so the soft limit is kept here: a
+        # chunk still running then is cancelled and retried (rows done so far stay recorded;
+        # a create cut off keeps its "create sent" marker, so the retry looks up first).
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(one(row, pre) for row, pre in zip(rows, known, strict=True) if pre[0] is None)
+            ),
+            timeout=runtime.settings.pipeline.task_soft_time_limit_seconds,
         )
         log.debug("chunk.done", chunk_id=chunk_id, rows=len(rows), delivery=delivery)
     finally:

@@ -7,8 +7,12 @@ import csv
 import math
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import redis
 from pydantic import SecretStr
 
 from pipeline.outcomes import Outcome
@@ -23,8 +27,26 @@ ROWS = 2000
 TOKEN_TTL = 2
 
 
+@pytest.fixture()
+def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
+    """A Redis URL and a key prefix (also the queue name) for this test alone.
+
+    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
+    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
+    parallel runs of these tests apart; its keys are deleted afterwards.
+    """
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = f"{redis_base_url}/14"
+    yield url, prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.delete(f"_kombu.binding.{prefix}")
+    client.close()
+
+
 def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
-    redis_url: str, tmp_path: Path
+    pipeline_redis: tuple[str, str], tmp_path: Path
 ) -> None:
     """10 % 502, 5 % body-level 45006, 2 % 502 after commit, 2 % timeouts, 2 s tokens: every
     row has one final outcome in the report, the sandbox saw zero duplicate creates, and token
@@ -36,6 +58,7 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
         "fault_timeout": 0.02, "timeout_hang_s": 0.6, "token_ttl": TOKEN_TTL,
         "refresh_ttl": 60, "seed": 5,
     }
+    redis_url, prefix = pipeline_redis
     with run_sandbox(**knobs) as sandbox:
         settings = Settings(
             redis_url=redis_url,
@@ -51,6 +74,7 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
                 state_dir=tmp_path / "state", rows_per_message=50, max_attempts=8,
                 backoff_base_seconds=0.01, backoff_max_seconds=0.1,
                 rate_limit_per_second=5000, claim_ttl_seconds=10,
+                key_prefix=prefix, queue=prefix,
             ),
         )
         started = time.monotonic()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from pipeline.batch_report import PENDING
@@ -66,6 +68,24 @@ EXPECTED: dict[int, tuple[str, str]] = {
 }
 
 
+@pytest.fixture()
+def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
+    """A Redis URL and a key prefix (also the queue name) for this test alone.
+
+    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
+    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
+    parallel runs of these tests apart; its keys are deleted afterwards.
+    """
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = f"{redis_base_url}/14"
+    yield url, prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.delete(f"_kombu.binding.{prefix}")
+    client.close()
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxHandle]:
     """One sandbox for the module (short 'slow' wait); reset before each test."""
@@ -89,8 +109,9 @@ def sample(tmp_path: Path) -> Path:
     return target
 
 
-def settings_for(redis_url: str, sandbox: SandboxHandle, tmp: Path) -> Settings:
-    """Settings on the test Redis and the sandbox, with quick retries."""
+def settings_for(where: tuple[str, str], sandbox: SandboxHandle, tmp: Path) -> Settings:
+    """Settings on the test's Redis and prefix and the sandbox, with quick retries."""
+    redis_url, prefix = where
     return Settings(
         redis_url=redis_url,
         partner=PartnerSettings(
@@ -101,6 +122,7 @@ def settings_for(redis_url: str, sandbox: SandboxHandle, tmp: Path) -> Settings:
         pipeline=PipelineSettings(
             state_dir=tmp / "state", rows_per_message=7, max_attempts=3,
             backoff_base_seconds=0.02, backoff_max_seconds=0.1, rate_limit_per_second=1000,
+            key_prefix=prefix, queue=prefix,
         ),
     )
 
@@ -118,12 +140,12 @@ def input_headers(path: Path) -> list[str]:
 
 
 def test_sample_file_every_row_outcome_report_and_summary(
-    redis_url: str, fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
+    pipeline_redis: tuple[str, str], fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
 ) -> None:
     """Each sample row ends with its expected outcome; the report keeps the input columns in
     order then the outcome columns, one line per row in input order, formula-like cells
     neutralised; summary counts add up; exit code 1 (not every row onboarded)."""
-    settings = settings_for(redis_url, fresh_sandbox, tmp_path)
+    settings = settings_for(pipeline_redis, fresh_sandbox, tmp_path)
     out = tmp_path / "reports"
     result = run_file(sample, out_dir=out, settings=settings, worker=True, timeout=90)
 
@@ -192,11 +214,11 @@ def test_sample_file_every_row_outcome_report_and_summary(
 
 
 def test_partial_report_of_a_batch_nobody_works_on(
-    redis_url: str, fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
+    pipeline_redis: tuple[str, str], fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
 ) -> None:
     """Submitted but not processed: the report lists invalid rows as invalid and every valid
     row as pending, says complete false, and exits 1."""
-    settings = settings_for(redis_url, fresh_sandbox, tmp_path)
+    settings = settings_for(pipeline_redis, fresh_sandbox, tmp_path)
     submitted = submit_only(sample, settings=settings)
     assert submitted.exit_code == 0 and submitted.batch_id
     result = report_batch(submitted.batch_id, out_dir=tmp_path / "r", settings=settings)
@@ -211,10 +233,10 @@ def test_partial_report_of_a_batch_nobody_works_on(
 
 
 def test_report_refuses_a_changed_input_file(
-    redis_url: str, fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
+    pipeline_redis: tuple[str, str], fresh_sandbox: SandboxHandle, sample: Path, tmp_path: Path
 ) -> None:
     """An input edited after submit: report exits 2 with one line naming the file."""
-    settings = settings_for(redis_url, fresh_sandbox, tmp_path)
+    settings = settings_for(pipeline_redis, fresh_sandbox, tmp_path)
     submitted = submit_only(sample, settings=settings)
     assert submitted.batch_id
     with sample.open("a", encoding="utf-8") as handle:
@@ -225,9 +247,12 @@ def test_report_refuses_a_changed_input_file(
     assert "changed" in result.error and "customers.csv" in result.error
 
 
-def test_unknown_batch_is_a_one_line_error(redis_url: str, tmp_path: Path) -> None:
+def test_unknown_batch_is_a_one_line_error(
+    pipeline_redis: tuple[str, str], tmp_path: Path
+) -> None:
     """report of a batch id the store does not know: exit 2, one line."""
-    settings = Settings(redis_url=redis_url)
+    url, prefix = pipeline_redis
+    settings = Settings(redis_url=url, pipeline=PipelineSettings(key_prefix=prefix))
     result = report_batch("no-such-batch", out_dir=tmp_path, settings=settings)
     assert result.exit_code == 2
     assert result.error == "batch no-such-batch: unknown (or expired) batch"

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import redis
 from pydantic import SecretStr
 
@@ -29,8 +31,30 @@ import make_customers
 ONBOARD = str(Path(sys.executable).parent / "onboard")
 
 
-def worker_env(redis_url: str, sandbox: SandboxHandle, **pipeline: object) -> dict[str, str]:
-    """Environment of an ``onboard worker`` subprocess on the test Redis and the sandbox."""
+@pytest.fixture()
+def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
+    """A Redis URL and a key prefix (also the queue name) for this test alone.
+
+    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
+    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
+    parallel runs of these tests apart; its keys are deleted afterwards.
+    """
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = f"{redis_base_url}/14"
+    yield url, prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.delete(f"_kombu.binding.{prefix}")
+    client.close()
+
+
+def worker_env(
+    where: tuple[str, str], sandbox: SandboxHandle, **pipeline: object
+) -> dict[str, str]:
+    """Environment of an ``onboard worker`` subprocess on the test's Redis and prefix and the
+    sandbox."""
+    redis_url, prefix = where
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
     env.update({
         "ONBOARD_REDIS_URL": redis_url,
@@ -40,12 +64,13 @@ def worker_env(redis_url: str, sandbox: SandboxHandle, **pipeline: object) -> di
         "ONBOARD_PARTNER__USERNAME": USERNAME,
         "ONBOARD_PARTNER__PASSWORD": PASSWORD,
         "ONBOARD_PARTNER__SCOPE": "sandbox",
-        "ONBOARD_PARTNER__CONNECT_TIMEOUT": "1",
-        "ONBOARD_PARTNER__READ_TIMEOUT": "1",
-        "ONBOARD_PARTNER__WRITE_TIMEOUT": "1",
-        "ONBOARD_PARTNER__POOL_TIMEOUT": "1",
+        "ONBOARD_PARTNER__CONNECT_TIMEOUT": "0.5",
+        "ONBOARD_PARTNER__READ_TIMEOUT": "0.5",
+        "ONBOARD_PARTNER__WRITE_TIMEOUT": "0.5",
+        "ONBOARD_PARTNER__POOL_TIMEOUT": "0.5",
         "ONBOARD_LOG_LEVEL": "INFO",
     })
+    pipeline = {"key_prefix": prefix, "queue": prefix, **pipeline}
     env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in pipeline.items()})
     return env
 
@@ -61,8 +86,8 @@ def settings_from(env: dict[str, str]) -> Settings:
         partner=PartnerSettings(
             base_url=env["ONBOARD_PARTNER__BASE_URL"], client_id=CLIENT_ID,
             client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
-            password=SecretStr(PASSWORD), scope="sandbox", connect_timeout=1,
-            read_timeout=1, write_timeout=1, pool_timeout=1,
+            password=SecretStr(PASSWORD), scope="sandbox", connect_timeout=0.5,
+            read_timeout=0.5, write_timeout=0.5, pool_timeout=0.5,
         ),
         pipeline=PipelineSettings.model_validate(pipeline),
     )
@@ -112,7 +137,7 @@ def report_rows(out: Path, batch_id: str) -> list[dict[str, str]]:
 
 
 def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
-    redis_url: str, tmp_path: Path
+    pipeline_redis: tuple[str, str], tmp_path: Path
 ) -> None:
     """Kill a worker with SIGKILL mid-batch; a second worker gets its chunks back after the
     visibility timeout and finishes: every row once in the report, zero duplicate creates."""
@@ -120,17 +145,20 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
     source = make_input(tmp_path, rows, seed=21)
     with run_sandbox(latency_ms=20) as sandbox:
         env = worker_env(
-            redis_url, sandbox, rows_per_message=10, rate_limit_per_second=150,
-            visibility_timeout_seconds=6, task_time_limit_seconds=2,
-            task_soft_time_limit_seconds=1, backoff_max_seconds=0.5,
-            backoff_base_seconds=0.05, claim_ttl_seconds=5,
+            pipeline_redis, sandbox, rows_per_message=10, rate_limit_per_second=150,
+            # Redelivery comes after the visibility timeout; the soft limit (kept by the
+            # worker) must outlast a wait for the dead worker's claims, which must outlast
+            # the partner timeouts (0.5 s each here).
+            visibility_timeout_seconds=12, task_time_limit_seconds=5,
+            task_soft_time_limit_seconds=4, backoff_max_seconds=0.5,
+            backoff_base_seconds=0.05, claim_ttl_seconds=3,
         )
         settings = settings_from(env)
         submitted = submit_only(source, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
-        client = redis.Redis.from_url(redis_url)
-        store = BatchStore(client)
+        client = redis.Redis.from_url(pipeline_redis[0])
+        store = BatchStore(client, prefix=pipeline_redis[1])
         with worker(env, tmp_path / "first.log") as first:
             wait_for(lambda: store.done_count(batch_id) >= 60, 45, "the first worker's rows")
             first.send_signal(signal.SIGKILL)
@@ -192,7 +220,9 @@ class CallSampler:
         return best
 
 
-def test_two_workers_keep_the_global_rate_limit(redis_url: str, tmp_path: Path) -> None:
+def test_two_workers_keep_the_global_rate_limit(
+    pipeline_redis: tuple[str, str], tmp_path: Path
+) -> None:
     """Two worker processes share one limit of R requests/s: the partner's rate, measured
     at the sandbox over any stretch of 5 s or more, stays within R + 10 %, and both workers
     did part of the work.
@@ -209,15 +239,15 @@ def test_two_workers_keep_the_global_rate_limit(redis_url: str, tmp_path: Path) 
     source = make_input(tmp_path, rows, seed=31)
     with run_sandbox(latency_ms=5) as sandbox:
         env = worker_env(
-            redis_url, sandbox, rows_per_message=5, rate_limit_per_second=rate,
+            pipeline_redis, sandbox, rows_per_message=5, rate_limit_per_second=rate,
         )
         settings = settings_from(env)
         submitted = submit_only(source, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
-        client = redis.Redis.from_url(redis_url)
-        store = BatchStore(client)
+        client = redis.Redis.from_url(pipeline_redis[0])
+        store = BatchStore(client, prefix=pipeline_redis[1])
         # Prefetch 1 and two chunks in progress: each worker holds at most three of the 30
         # chunks, so both take part.
         with worker(env, logs[0]), worker(env, logs[1]), CallSampler(sandbox) as sampler:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import make_customers
 
 ONBOARD = str(Path(sys.executable).parent / "onboard")
-ROWS = 2500
+ROWS = 1500
 
 
 @pytest.fixture()

@@ -48,6 +48,11 @@ RECENT_BATCHES_KEPT = 1000
 CALL_KINDS = ("lookup", "onboard", "status", "token")
 
 
+# Shared encoders: json.dumps with options builds a new encoder per call (twice per row).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_COMPACT_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def utc_now() -> str:
     """Current UTC time as ISO 8601, the form every timestamp in the store takes."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -155,7 +160,7 @@ class RowRecord:
             value = getattr(self, name)
             if value:
                 data[name] = value
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT_UTF8.encode(data)
 
     @classmethod
     def from_json(cls, row_number: int, raw: str | bytes) -> RowRecord:
@@ -182,9 +187,8 @@ class LedgerEntry:
 
     def to_json(self) -> str:
         """Compact JSON form stored in the ledger key."""
-        return json.dumps(
-            {"outcome": self.outcome.value, "ecrn": self.ecrn, "batch": self.batch_id},
-            separators=(",", ":"),
+        return _COMPACT.encode(
+            {"outcome": self.outcome.value, "ecrn": self.ecrn, "batch": self.batch_id}
         )
 
     @classmethod

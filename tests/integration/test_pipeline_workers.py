@@ -260,3 +260,43 @@ def test_two_workers_keep_the_global_rate_limit(
     assert 0 < sampler.peak_rate(5.0) <= rate * 1.1, sampler.samples
     for log in logs:
         assert b'"row.done"' in log.read_bytes(), log.read_text()[-2000:]
+
+
+def test_poison_chunk_rows_fail_with_code_poison(
+    pipeline_redis: tuple[str, str], tmp_path: Path
+) -> None:
+    """A chunk already delivered max_deliveries times (its worker died each time): on the
+    next delivery its rows become failed with code poison and cost no partner call; the
+    other chunks go through and the batch completes."""
+    from workers.embedded import in_process_worker
+    from workers.tasks import close_runtime, make_worker_app
+
+    source = make_input(tmp_path, 12, seed=41)
+    with run_sandbox() as sandbox:
+        env = worker_env(pipeline_redis, sandbox, rows_per_message=5, max_deliveries=2)
+        settings = settings_from(env)
+        submitted = submit_only(source, settings=settings)
+        batch_id = submitted.batch_id
+        assert batch_id, submitted.error
+        client = redis.Redis.from_url(pipeline_redis[0])
+        store = BatchStore(client, prefix=pipeline_redis[1])
+        # Chunk c1 (rows 7-11) as if two workers had died holding it.
+        store.count_delivery(batch_id, "c1")
+        store.count_delivery(batch_id, "c1")
+        app = make_worker_app(settings)
+        try:
+            with in_process_worker(app, pool="threads", concurrency=2):
+                wait_for(lambda: store.is_complete(batch_id), 30, "the batch to complete")
+        finally:
+            close_runtime(app)
+        client.close()
+        stats = sandbox.stats()
+
+    result = report_batch(batch_id, out_dir=tmp_path / "out", settings=settings)
+    assert result.exit_code == 1
+    got = {int(r["row_number"]): r for r in report_rows(tmp_path / "out", batch_id)}
+    poisoned = {n for n, r in got.items() if r["outcome"] == "failed"}
+    assert poisoned == set(range(7, 12))
+    assert {got[n]["error_code"] for n in poisoned} == {"poison"}
+    assert {got[n]["outcome"] for n in got if n not in poisoned} == {"onboarded"}
+    assert sum(stats["calls"]["lookup"].values()) == 7

@@ -110,6 +110,9 @@ async def handle_chunk(runtime: Runtime, message: Mapping[str, Any], *, task_id:
                 id_type=str(row["id_type"]), id_number=str(row["id_number"]),
                 body=row["body"], delivery=delivery,
             )
+            # Each row runs in its own asyncio task (its own context copy): the partner
+            # client's log lines carry the row number too.
+            structlog.contextvars.bind_contextvars(row_number=task.row_number)
             async with gate:
                 await process_row(
                     task, runtime.client, store, runtime.limiter, policy=runtime.policy,

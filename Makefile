@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Exit code 1 is the expected end of the demo: the sample file has rows the partner refuses.
 demo: $(STAMP)
-	$(BIN)/onboard run sample_data/customers.csv --sandbox
+	$(BIN)/onboard run sample_data/customers.csv --sandbox || [ $$? -eq 1 ]
 
 test: $(STAMP)
 	$(BIN)/ruff check pipeline workers sandbox tests bench

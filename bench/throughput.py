@@ -1,26 +1,30 @@
-"""Throughput of the per-customer flow against the sandbox, next to a plain aiohttp script.
+"""Throughput of the row path against the sandbox, next to a plain aiohttp script.
 
     .venv/bin/python bench/throughput.py                    # 20,000 rows, 100 in flight, 50 ms
-    .venv/bin/python bench/throughput.py --rows 5000 --skip-baseline
+    .venv/bin/python bench/throughput.py --workers 2        # pipeline side on two processes
+    .venv/bin/python bench/throughput.py --rows 5000 --skip-baseline --skip-pipeline
+    .venv/bin/python bench/throughput.py --submit-rows 1000000   # only the submit figure
 
-Both sides make the same two calls per row (lookup, then onboard) for the same rows, at the
-same total of requests in flight, each against its own fresh sandbox with the same latency,
-each in its own child process (so its peak RSS is its own):
+Every side makes the same two calls per row (lookup, then onboard) for the same rows, at the
+same total of requests in flight, against its own fresh sandbox with the same latency:
 
 - **baseline**: a plain asyncio script with one ``aiohttp.ClientSession``, a semaphore of
-  ``--in-flight``, and nothing else: no Redis, no retries, no logging. It is the ceiling a
-  Python client reaches on this machine.
+  ``--in-flight``, and nothing else: no Redis, no retries, no logging (a child process).
 - **harness**: the worker's core, :func:`workers.flow.process_row`, over the rows in chunks of
   ``--rows-per-chunk`` (``precheck_many`` per chunk, the chunk's rows concurrently, several
-  chunks at once as a worker's task threads would run them), with the real ``PartnerClient``
-  (its default transport), ``TokenBroker``, ``AsyncBatchStore`` and ``AsyncRateLimiter`` on
-  the machine's Redis, and JSON logging at INFO as a worker logs. The limiter's in-flight cap
-  is the only cap; its global rate is set high (``--rate``) so the comparison is about
-  per-row cost, not the quota.
+  chunks at once as a worker's task threads would run them), with the real ``PartnerClient``,
+  ``TokenBroker``, ``AsyncBatchStore`` and ``AsyncRateLimiter`` on the machine's Redis, and
+  JSON logging at INFO (a child process). The limiter's global rate is set high (``--rate``)
+  so only the in-flight cap binds: the comparison is about per-row cost, not the quota.
+- **pipeline**: ``onboard submit`` of a ``bench/make_customers.py`` file, then ``--workers``
+  ``onboard worker`` processes (in flight split between them) until the batch is complete.
 
-Printed: rows/s for each side, the ratio (target ≥ 0.8), the theoretical limit
-(in flight / latency, two calls per row), token grants, each child's peak RSS, and the Redis
-bytes the batch state takes per row.
+Printed: rows/s for each side, the ratio to the baseline (target ≥ 0.8), the theoretical limit
+(in flight / latency, two calls per row), CPU per row, token grants, peak RSS, the Redis bytes
+of batch state per row and of the queue per queued row. ``--submit-rows N`` times
+``onboard submit`` alone (validate + enqueue) on N generated rows, with its peak RSS.
+Batches use Redis databases 13 (harness) and 12 (pipeline) under a fresh key prefix and queue
+per run, deleted afterwards.
 """
 
 from __future__ import annotations

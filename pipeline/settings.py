@@ -6,6 +6,7 @@ Nested partner settings use a double underscore: ``ONBOARD_PARTNER__BASE_URL``. 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -46,6 +47,13 @@ class PartnerSettings(BaseModel):
     # A token refresher holds the shared Redis lock at most this long (longer than a token
     # call can take), so a refresher that dies never blocks the others for good.
     token_lock_seconds: float = 15.0
+
+    def scope_id(self) -> str:
+        """Short stable id of *which partner* we talk to (host and client), so per-customer
+        state and the cached token from one partner (say DRAP's sandbox host, or a local
+        sandbox on a random port) are never used against another (production)."""
+        raw = f"{self.base_url.rstrip('/')}\x1f{self.client_id}".encode()
+        return hashlib.blake2b(raw, digest_size=6).hexdigest()
 
     def missing(self) -> list[str]:
         """Names of the settings a real (non-sandbox) run cannot do without."""

@@ -40,7 +40,11 @@ class Runtime:
         self.policy = FlowPolicy.from_settings(p)
         self.redis = redis.Redis.from_url(redis_url)
         self.store = BatchStore(self.redis, ttl_seconds=p.state_ttl_seconds, prefix=p.key_prefix)
-        self.broker = TokenBroker(self.redis, settings.partner, key_prefix=f"{p.key_prefix}:token")
+        # The token and the customer keys are scoped to the partner we talk to (scope_id).
+        scope = settings.partner.scope_id()
+        self.broker = TokenBroker(
+            self.redis, settings.partner, key_prefix=f"{p.key_prefix}:token:{scope}"
+        )
         # Grants already counted into a batch's call counters (see ``take_grants``).
         self._grants_counted = 0
         self._grants_lock = threading.Lock()
@@ -57,7 +61,8 @@ class Runtime:
         p = self.settings.pipeline
         self.aredis = redis.asyncio.Redis.from_url(self._redis_url)
         self.astore = AsyncBatchStore(
-            self.aredis, ttl_seconds=p.state_ttl_seconds, prefix=p.key_prefix
+            self.aredis, ttl_seconds=p.state_ttl_seconds, prefix=p.key_prefix,
+            partner_scope=self.settings.partner.scope_id(),
         )
         self.limiter = AsyncRateLimiter(
             self.aredis, rate=p.rate_limit_per_second, burst=p.rate_limit_burst,

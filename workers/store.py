@@ -67,8 +67,12 @@ def customer_digest(id_type: str, id_number: str) -> str:
 class Keys:
     """Names of every key the pipeline uses; nothing else builds key names."""
 
-    def __init__(self, prefix: str = "onboard") -> None:
+    def __init__(self, prefix: str = "onboard", partner_scope: str = "") -> None:
         self.prefix = prefix
+        # Customer keys (ledger, claim, create-sent) describe a customer *at one partner*: a
+        # ledger filled against the sandbox host must never answer for production, so they
+        # live under the partner's scope (see ``PartnerSettings.scope_id``).
+        self.customer_prefix = f"{prefix}:p:{partner_scope}" if partner_scope else prefix
 
     def meta(self, batch_id: str) -> str:
         """Hash of the batch's descriptive fields and cursor."""
@@ -100,15 +104,15 @@ class Keys:
 
     def ledger(self, id_type: str, id_number: str) -> str:
         """Where a customer that reached a done outcome is remembered across batches."""
-        return f"{self.prefix}:ledger:{customer_digest(id_type, id_number)}"
+        return f"{self.customer_prefix}:ledger:{customer_digest(id_type, id_number)}"
 
     def claim(self, id_type: str, id_number: str) -> str:
         """Create claim: held by the one worker allowed to create this customer now."""
-        return f"{self.prefix}:claim:{customer_digest(id_type, id_number)}"
+        return f"{self.customer_prefix}:claim:{customer_digest(id_type, id_number)}"
 
     def create_sent(self, id_type: str, id_number: str) -> str:
         """Set before a create is sent; its presence makes a later lookup hit ``onboarded``."""
-        return f"{self.prefix}:sent:{customer_digest(id_type, id_number)}"
+        return f"{self.customer_prefix}:sent:{customer_digest(id_type, id_number)}"
 
     def selection(self, batch_id: str) -> str:
         """Hash input row → batch row number of a rerun batch (only its selected rows)."""
@@ -357,11 +361,11 @@ return 0
 class _Base:
     """Key names, TTL and argument building shared by the sync and async stores."""
 
-    def __init__(self, *, ttl_seconds: int, prefix: str) -> None:
+    def __init__(self, *, ttl_seconds: int, prefix: str, partner_scope: str = "") -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
         self.ttl = ttl_seconds
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, partner_scope)
 
     def _record_args(self, batch_id: str, records: Sequence[RowRecord]) -> tuple[
         list[str], list[str | int]
@@ -392,9 +396,9 @@ class BatchStore(_Base):
 
     def __init__(
         self, client: redis.Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS,
-        prefix: str = "onboard",
+        prefix: str = "onboard", partner_scope: str = "",
     ) -> None:
-        super().__init__(ttl_seconds=ttl_seconds, prefix=prefix)
+        super().__init__(ttl_seconds=ttl_seconds, prefix=prefix, partner_scope=partner_scope)
         self.r = client
         self._record = client.register_script(_RECORD_LUA)
         self._set_total = client.register_script(_SET_TOTAL_LUA)
@@ -670,9 +674,9 @@ class AsyncBatchStore(_Base):
 
     def __init__(
         self, client: redis.asyncio.Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS,
-        prefix: str = "onboard",
+        prefix: str = "onboard", partner_scope: str = "",
     ) -> None:
-        super().__init__(ttl_seconds=ttl_seconds, prefix=prefix)
+        super().__init__(ttl_seconds=ttl_seconds, prefix=prefix, partner_scope=partner_scope)
         self.r = client
         self._record = client.register_script(_RECORD_LUA)
         self._release = client.register_script(_RELEASE_LUA)

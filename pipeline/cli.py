@@ -6,11 +6,28 @@ stays fast and a user's mistake is reported as one line, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from pipeline.run_cmd import RunResult
+
+# Arguments and options several commands share, spelled once so their help reads the same.
+InputFile = Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")]
+OutDir = Annotated[Path, typer.Option(help="Directory for the report files.")]
+ColumnMap = Annotated[Path | None, typer.Option(help="TOML file mapping the bank's headers.")]
+MasterData = Annotated[Path | None, typer.Option(help="Directory of master-data code lists.")]
+Sheet = Annotated[str | None, typer.Option(help="Sheet to read (default: first).")]
+UseSandbox = Annotated[
+    bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
+]
+BatchId = Annotated[str, typer.Argument(help="Batch id.")]
+REPORTS = Path("reports")
 
 app = typer.Typer(
     name="onboard",
@@ -23,17 +40,11 @@ app = typer.Typer(
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")],
-    master_data: Annotated[
-        Path | None, typer.Option(help="Directory of master-data code lists.")
-    ] = None,
-    column_map: Annotated[
-        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
-        "reports"
-    ),
-    sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+    file: InputFile,
+    master_data: MasterData = None,
+    column_map: ColumnMap = None,
+    out: OutDir = REPORTS,
+    sheet: Sheet = None,
     xlsx: Annotated[bool, typer.Option("--xlsx", help="Also write an .xlsx report.")] = False,
     day_first: Annotated[
         bool, typer.Option("--day-first", help="Read 03/04/1990 as 3 April.")
@@ -55,9 +66,7 @@ def validate(
         day_first=True if day_first else None,
     )
     if result.summary is None:
-        # One plain line (no rich wrapping or markup) so scripts and clerks read it alike.
-        print(f"error: {result.error}", file=sys.stderr)
-        raise typer.Exit(result.exit_code)
+        _fail(result.error, result.exit_code)
     _print_validation_summary(result.summary, result.reports)
     raise typer.Exit(result.exit_code)
 
@@ -83,23 +92,49 @@ def _print_validation_summary(summary: dict[str, Any], reports: list[Path]) -> N
         console.print(f"report: {path}", markup=False)
 
 
-def _fail(error: str | None, code: int) -> None:
+def _fail(error: str | None, code: int = 2) -> NoReturn:
     """One plain line on stderr (no rich wrapping) and the exit code."""
+    # One plain line (no rich wrapping or markup) so scripts and clerks read it alike.
     print(f"error: {error}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A user mistake (bad file, option or setting) raised inside ends the command with one
+    line on stderr and exit code 2, never a traceback."""
+    from pipeline.validate_cmd import UnusableInput
+
+    try:
+        yield
+    except UnusableInput as exc:
+        _fail(str(exc), 2)
 
 
 def _logging(default: str = "WARNING") -> None:
     """structlog for this process: JSON off a terminal, personal data masked.
 
-    ``ONBOARD_LOG_LEVEL`` wins; otherwise ``default``: commands with a progress display keep
-    quiet (warnings only), a worker logs one line per row (INFO).
+    The ``ONBOARD_LOG_LEVEL`` setting (environment or ``.env``) wins; otherwise ``default``:
+    commands with a progress display keep quiet (WARNING), a worker logs one line per row
+    (INFO). A bad setting ends the command here with its one-line message.
     """
-    import os
-
     from pipeline.logs import configure_logging
+    from pipeline.run_cmd import load_settings
 
-    configure_logging(os.environ.get("ONBOARD_LOG_LEVEL") or default)
+    with _user_errors():
+        level = load_settings().log_level
+    configure_logging(level or default)
+
+
+def _finish(result: RunResult) -> NoReturn:
+    """Print a batch result (the summary table and report paths, or the one-line error) and
+    exit with its code."""
+    if result.summary is None:
+        _fail(result.error, result.exit_code)
+    _print_run_summary(result.summary, result.reports)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
 
 
 def _print_run_summary(summary: dict[str, Any], reports: list[Path]) -> None:
@@ -126,20 +161,12 @@ def _print_run_summary(summary: dict[str, Any], reports: list[Path]) -> None:
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")],
-    sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
-    ] = False,
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
-        "reports"
-    ),
-    column_map: Annotated[
-        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
-    ] = None,
-    master_data: Annotated[
-        Path | None, typer.Option(help="Directory of master-data code lists.")
-    ] = None,
-    sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+    file: InputFile,
+    sandbox: UseSandbox = False,
+    out: OutDir = REPORTS,
+    column_map: ColumnMap = None,
+    master_data: MasterData = None,
+    sheet: Sheet = None,
 ) -> None:
     """Validate, enqueue, onboard every valid row, wait, and write the report.
 
@@ -153,25 +180,15 @@ def run(
         file, sandbox=sandbox, out_dir=out, column_map=column_map,
         master_data_dir=master_data, sheet=sheet,
     )
-    if result.summary is None:
-        _fail(result.error, result.exit_code)
-    assert result.summary is not None
-    _print_run_summary(result.summary, result.reports)
-    if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
-    raise typer.Exit(result.exit_code)
+    _finish(result)
 
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")],
-    column_map: Annotated[
-        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
-    ] = None,
-    master_data: Annotated[
-        Path | None, typer.Option(help="Directory of master-data code lists.")
-    ] = None,
-    sheet: Annotated[str | None, typer.Option(help="Sheet to read (default: first).")] = None,
+    file: InputFile,
+    column_map: ColumnMap = None,
+    master_data: MasterData = None,
+    sheet: Sheet = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--new-batch",
         help="Continue an enqueue of this same file that was cut short (default).",
@@ -197,13 +214,11 @@ def worker(
 ) -> None:
     """Run a worker on the shared Redis (ONBOARD_REDIS_URL); start any number, anywhere."""
     from pipeline.run_cmd import run_worker
-    from pipeline.validate_cmd import UnusableInput
 
     _logging("INFO")
-    try:
-        raise typer.Exit(run_worker(concurrency))
-    except UnusableInput as exc:
-        _fail(str(exc), 2)
+    with _user_errors():
+        code = run_worker(concurrency)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -219,40 +234,33 @@ def status(
     from pipeline.progress import describe
     from pipeline.progress import follow as follow_batch
     from pipeline.run_cmd import load_settings, open_store
-    from pipeline.validate_cmd import UnusableInput
     from workers.submit import batch_state
 
     _logging()
     console = Console(highlight=False)
-    try:
-        with open_store(load_settings()) as store:
-            if batch is None:
-                from pipeline.nightly import recent_lines
+    with _user_errors(), open_store(load_settings()) as store:
+        if batch is None:
+            from pipeline.nightly import recent_lines
 
-                for line in recent_lines(store, 20):
-                    console.print(line, markup=False, soft_wrap=True)
-                return
-            state = batch_state(store, batch)
-            if state is None:
-                _fail(f"batch {batch}: unknown (or expired) batch", 2)
-            assert state is not None
-            if follow:
-                state = follow_batch(store, batch, console=console)
-            flag = "complete" if state.complete else "running"
-            console.print(
-                f"{batch}: {state.done:,}/{state.total:,} rows done, {flag} "
-                f"({describe(state)})", markup=False,
-            )
-    except UnusableInput as exc:
-        _fail(str(exc), 2)
+            for line in recent_lines(store, 20):
+                console.print(line, markup=False, soft_wrap=True)
+            return
+        state = batch_state(store, batch)
+        if state is None:
+            _fail(f"batch {batch}: unknown (or expired) batch", 2)
+        if follow:
+            state = follow_batch(store, batch, console=console)
+        flag = "complete" if state.complete else "running"
+        console.print(
+            f"{batch}: {state.done:,}/{state.total:,} rows done, {flag} "
+            f"({describe(state)})", markup=False,
+        )
 
 
 @app.command()
 def report(
-    batch: Annotated[str, typer.Argument(help="Batch id.")],
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
-        "reports"
-    ),
+    batch: BatchId,
+    out: OutDir = REPORTS,
     merged: Annotated[bool, typer.Option(
         "--merged", help="Fold the batch's reruns in: OUT/BATCH/merged.csv.",
     )] = False,
@@ -263,11 +271,7 @@ def report(
 
     _logging()
     result = merged_report(batch, out_dir=out) if merged else report_batch(batch, out_dir=out)
-    if result.summary is None:
-        _fail(result.error, result.exit_code)
-    assert result.summary is not None
-    _print_run_summary(result.summary, result.reports)
-    raise typer.Exit(result.exit_code)
+    _finish(result)
 
 
 @app.command()
@@ -277,18 +281,10 @@ def rerun(
         help="Outcomes to send again, comma separated: failed, not_subscribed, rejected, "
         "invalid.",
     )] = "failed",
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
-        "reports"
-    ),
-    sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
-    ] = False,
-    column_map: Annotated[
-        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
-    ] = None,
-    master_data: Annotated[
-        Path | None, typer.Option(help="Directory of master-data code lists.")
-    ] = None,
+    out: OutDir = REPORTS,
+    sandbox: UseSandbox = False,
+    column_map: ColumnMap = None,
+    master_data: MasterData = None,
     parent: Annotated[str | None, typer.Option(
         help="Batch the report belongs to (default: from the summary.json beside it).",
     )] = None,
@@ -303,13 +299,10 @@ def rerun(
     """
     from pipeline.rerun import parse_outcomes
     from pipeline.rerun import rerun as rerun_rows
-    from pipeline.validate_cmd import UnusableInput
 
     _logging()
-    try:
+    with _user_errors():
         outcomes = parse_outcomes(outcome)
-    except UnusableInput as exc:
-        _fail(str(exc), 2)
     result = rerun_rows(
         source, outcomes=outcomes, out_dir=out, sandbox=sandbox, column_map=column_map,
         master_data_dir=master_data, parent=parent, wait=wait,
@@ -319,22 +312,17 @@ def rerun(
             print(result.error)
             raise typer.Exit(0)
         _fail(result.error, result.exit_code)
-    assert result.summary is not None
-    if "outcomes" in result.summary:
-        _print_run_summary(result.summary, result.reports)
-    else:
+    if result.summary is not None and "outcomes" not in result.summary:
+        # --no-wait: the rerun batch was only enqueued.
         print(result.batch_id)
-    if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
-    raise typer.Exit(result.exit_code)
+        raise typer.Exit(result.exit_code)
+    _finish(result)
 
 
 @app.command(name="follow-up")
 def follow_up(
-    batch: Annotated[str, typer.Argument(help="Batch id.")],
-    out: Annotated[Path, typer.Option(help="Directory for the report files.")] = Path(
-        "reports"
-    ),
+    batch: BatchId,
+    out: OutDir = REPORTS,
 ) -> None:
     """Ask the partner's status GET about customers left KYC PENDING or AML Under
     Investigation; write the report with customer_status and aml_scan_status.
@@ -347,7 +335,6 @@ def follow_up(
     result, done = follow_up_batch(batch, out_dir=out)
     if result.summary is None or done is None:
         _fail(result.error, result.exit_code)
-    assert done is not None and result.summary is not None
     print(f"checked {done.checked}, updated {done.updated}, failed {done.failed}, "
           f"still open {done.still_open}")
     for path in result.reports:
@@ -361,15 +348,9 @@ def watch(
     once: Annotated[
         bool, typer.Option("--once", help="Work off what is in the inbox now, then exit.")
     ] = False,
-    sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start the partner sandbox and send there.")
-    ] = False,
-    column_map: Annotated[
-        Path | None, typer.Option(help="TOML file mapping the bank's headers.")
-    ] = None,
-    master_data: Annotated[
-        Path | None, typer.Option(help="Directory of master-data code lists.")
-    ] = None,
+    sandbox: UseSandbox = False,
+    column_map: ColumnMap = None,
+    master_data: MasterData = None,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Chunks in progress in the in-process worker.")
     ] = 4,

@@ -4,6 +4,10 @@ Masking works on keys (any key that names personal data is masked, at any depth)
 safety net, on free text (long digit runs, e-mail addresses and phone-like strings are
 masked wherever they appear). ID numbers keep their last four digits because operators need
 something to match a log line against a report row.
+
+The free-text net is blind to meaning, so keys that never hold personal data (timestamps,
+generated ids, levels, counts, durations) are exempt from it: otherwise it blanks timestamp
+microseconds and any batch or task id with six digits in a row.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ PERSONAL_KEYS = frozenset(
     }
 )
 ID_KEYS = frozenset({"id_number", "idnumber", "ecrn"})
+# Keys whose string value is never personal: left as it is by the free-text net. Generated ids
+# only (a batch id, a Celery task id), never a customer's or the partner's.
+SAFE_KEYS = frozenset(
+    {
+        "timestamp", "level", "logger", "event_id", "batch_id", "parent_batch_id", "task_id",
+        "chunk_id", "chunk", "row_number", "rows", "count", "duration", "elapsed", "attempt",
+        "attempts", "status_code", "queue",
+    }
+)
+# Key endings of counts and durations, also never personal.
+SAFE_SUFFIXES = ("_count", "_rows", "_seconds", "_ms", "_s", "_bytes", "_per_second")
 
 MASK = "***"
 _DIGITS = re.compile(r"\d{6,}")
@@ -60,6 +75,9 @@ def mask_value(key: str, value: Any) -> Any:
         return MASK if value not in (None, "") else value
     if lowered in ID_KEYS:
         return mask_id(value) if value not in (None, "") else value
+    if isinstance(value, str) and (lowered in SAFE_KEYS or lowered.endswith(SAFE_SUFFIXES)):
+        # Strings only: a container under a safe-looking key is still searched.
+        return value
     if isinstance(value, Mapping):
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -79,7 +97,11 @@ def mask_processor(
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Configure structlog once per process: JSON when not on a terminal, masking always."""
+    """Configure structlog once per process: JSON when not on a terminal, masking always.
+
+    ``level`` is a level name (``DEBUG`` … ``CRITICAL``, any case); the CLI passes the
+    ``ONBOARD_LOG_LEVEL`` setting or its per-command default.
+    """
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = (

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
@@ -155,4 +155,14 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     redis_url: str | None = None
-    log_level: str = "INFO"
+    # Unset: each command's own default (WARNING for commands with a progress display,
+    # INFO for ``onboard worker``, which logs one line per row).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        """Level names in any case (``info`` as well as ``INFO``); empty means unset."""
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value

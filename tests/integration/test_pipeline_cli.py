@@ -86,6 +86,14 @@ def test_bad_setting_is_named(tmp_path: Path) -> None:
     assert "ONBOARD_PIPELINE__ROWS_PER_MESSAGE" in one_line_error(result)
 
 
+def test_bad_log_level_in_dot_env_is_named(tmp_path: Path) -> None:
+    """ONBOARD_LOG_LEVEL is a setting read from .env too: a bad one is exit 2, one line."""
+    (tmp_path / ".env").write_text("ONBOARD_LOG_LEVEL=loud\n", encoding="utf-8")
+    result = onboard("status", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "ONBOARD_LOG_LEVEL" in one_line_error(result)
+
+
 def test_embedded_run_with_sandbox_then_status_and_report(tmp_path: Path) -> None:
     """`onboard run FILE --sandbox` with no Redis configured: private Redis and in-process
     worker, exit 1 (the sample has rows that cannot be onboarded), report and summary

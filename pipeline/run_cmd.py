@@ -74,7 +74,7 @@ def _with_sandbox(settings: Settings, base_url: str) -> Settings:
         "base_url": base_url, "client_id": CLIENT_ID,
         "client_secret": SecretStr(CLIENT_SECRET), "username": USERNAME,
         "password": SecretStr(PASSWORD), "scope": settings.partner.scope or "sandbox",
-        "verify_tls": False,
+        "verify_tls": False, "state_scope": "local-sandbox",
     })
     return settings.model_copy(update={"partner": partner})
 

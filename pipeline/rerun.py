@@ -15,7 +15,6 @@ without a partner call, whatever the selection says.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -307,70 +306,39 @@ def _rerun(
     worker: bool | None, wait: bool, timeout: float | None, console: Console | None,
     concurrency: int,
 ) -> RunResult:
-    from pipeline.batch_report import write_batch_report
-    from pipeline.progress import follow
-    from pipeline.run_cmd import (
-        RunResult,
-        _check_timing,
-        _redis,
-        _store,
-        _with_sandbox,
-        load_settings,
-    )
+    from pipeline.run_cmd import RunResult, follow_and_report, load_settings, open_pipeline
     from workers.submit import SubmitError, new_batch_id, submit_file
-    from workers.tasks import close_runtime, make_worker_app
 
     settings = settings or load_settings()
-    if not sandbox and (missing := settings.partner.missing()):
-        raise UnusableInput(
-            f"missing partner settings: {', '.join(missing)} (set them, or use --sandbox)"
-        )
-    _check_timing(settings)
-    with contextlib.ExitStack() as stack:
-        if sandbox:
-            from sandbox.testing import run_sandbox
-
-            handle = stack.enter_context(run_sandbox())
-            stack.callback(handle.close)
-            settings = _with_sandbox(settings, handle.base_url)
-        info = stack.enter_context(_redis(settings))
-        store = _store(info.redis_url, settings)
-        stack.callback(store.r.close)
+    with open_pipeline(settings, sandbox=sandbox) as env:
         path, select, up, cmap, master, sheet = _source(
-            source, store, outcomes, settings, column_map, master_data_dir, parent
+            source, env.store, outcomes, env.settings, column_map, master_data_dir, parent
         )
         names = ",".join(sorted(o.value for o in outcomes))
         if not select:
             return RunResult(0, error=f"nothing to rerun: no row of {source} is {names}")
-        app = make_worker_app(settings, broker_url=info.broker_url, redis_url=info.redis_url)
-        stack.callback(close_runtime, app)
-        wait = wait or info.embedded or sandbox
-        if wait and (worker or (worker is None and (info.embedded or sandbox))):
-            from workers.embedded import in_process_worker
-
-            stack.enter_context(in_process_worker(app, pool="threads", concurrency=concurrency))
+        # Only this process can work the rerun off (embedded Redis or private sandbox).
+        wait = wait or env.local
+        if wait and (worker or (worker is None and env.local)):
+            env.start_worker(concurrency)
         batch_id = new_batch_id()
-        store_selection(store, batch_id, select)
+        store_selection(env.store, batch_id, select)
         try:
             sub = submit_file(
-                path, app=app, store=store, settings=settings, column_map=cmap,
+                path, app=env.app, store=env.store, settings=env.settings, column_map=cmap,
                 master_data_dir=master, sheet=sheet, batch_id=batch_id, select=select,
                 parent_batch_id=up,
             )
         except SubmitError as exc:
             raise UnusableInput(str(exc)) from None
-        store.update_meta(batch_id, rerun_outcomes=names)
+        env.store.update_meta(batch_id, rerun_outcomes=names)
         if not wait:
             summary = {"batch_id": batch_id, "parent": up, "rows": sub.rows}
             return RunResult(0, summary, batch_id=batch_id)
-        try:
-            follow(store, batch_id, console=console, timeout=timeout)
-        except TimeoutError as exc:
-            report = write_batch_report(store, batch_id, out_dir, settings=settings)
-            return RunResult(1, report.summary, str(exc), report.paths, batch_id)
-        report = write_batch_report(store, batch_id, out_dir, settings=settings)
-    report.summary["parent_batch_id"] = up
-    return RunResult(0 if report.all_done else 1, report.summary, None, report.paths, batch_id)
+        result = follow_and_report(env, batch_id, out_dir, console=console, timeout=timeout)
+    if result.error is None and result.summary is not None:
+        result.summary["parent_batch_id"] = up
+    return result
 
 
 def merged_report(

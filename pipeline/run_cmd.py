@@ -26,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.validate_cmd import UnusableInput, _settings_error
 
 if TYPE_CHECKING:
+    from celery import Celery
     from rich.console import Console
 
     from workers.store import BatchStore
@@ -103,6 +104,66 @@ def _redis(settings: Settings) -> Iterator[_Redis]:
         yield _Redis(server.redis_url, server.broker_url, embedded=True)
 
 
+def require_partner(settings: Settings, sandbox: bool) -> None:
+    """A real (non-sandbox) run needs the partner credentials: name every missing one."""
+    if not sandbox and (missing := settings.partner.missing()):
+        raise UnusableInput(
+            f"missing partner settings: {', '.join(missing)} (set them, or use --sandbox)"
+        )
+
+
+@dataclass(slots=True)
+class PipelineEnv:
+    """What a command that sends rows works with: the settings (pointed at the sandbox with
+    ``--sandbox``), the Celery app, the batch store and the Redis they live on."""
+
+    settings: Settings
+    app: Celery
+    store: BatchStore
+    redis: _Redis
+    sandbox: bool
+    _stack: contextlib.ExitStack[bool | None]
+
+    @property
+    def local(self) -> bool:
+        """Only this process can work the queue: embedded Redis, or a sandbox only it knows."""
+        return self.redis.embedded or self.sandbox
+
+    def start_worker(self, concurrency: int = DEFAULT_CHUNKS_IN_PROGRESS) -> None:
+        """A real in-process Celery worker (threads pool) until the environment closes."""
+        from workers.embedded import in_process_worker
+
+        self._stack.enter_context(
+            in_process_worker(self.app, pool="threads", concurrency=concurrency)
+        )
+
+
+@contextlib.contextmanager
+def open_pipeline(settings: Settings, *, sandbox: bool = False) -> Iterator[PipelineEnv]:
+    """Check the settings, start the sandbox (``sandbox``) and the Redis (configured or
+    embedded), make the worker app and the store; close all of them, in reverse, on exit.
+
+    Shared by ``run``, ``rerun`` and ``watch`` so the three start the same way.
+    """
+    from workers.tasks import close_runtime, make_worker_app
+
+    require_partner(settings, sandbox)
+    _check_timing(settings)
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            from sandbox.testing import run_sandbox
+
+            handle = stack.enter_context(run_sandbox())
+            stack.callback(handle.close)
+            settings = _with_sandbox(settings, handle.base_url)
+        info = stack.enter_context(_redis(settings))
+        app = make_worker_app(settings, broker_url=info.broker_url, redis_url=info.redis_url)
+        stack.callback(close_runtime, app)
+        store = _store(info.redis_url, settings)
+        stack.callback(store.r.close)
+        yield PipelineEnv(settings, app, store, info, sandbox, stack)
+
+
 def _store(redis_url: str, settings: Settings) -> BatchStore:
     import redis
 
@@ -148,50 +209,40 @@ def _run_file(
     master_data_dir: Path | None, sheet: str | None, settings: Settings | None,
     console: Console | None, concurrency: int, timeout: float | None, worker: bool | None,
 ) -> RunResult:
-    from pipeline.batch_report import write_batch_report
-    from pipeline.progress import follow
-    from workers.tasks import close_runtime, make_worker_app
-
     settings = settings or load_settings()
     if out_dir.exists() and not out_dir.is_dir():
         raise UnusableInput(f"{out_dir}: --out must be a directory, this is a file")
     if not path.is_file():
         raise UnusableInput(f"{path}: no such file")
-    if not sandbox and (missing := settings.partner.missing()):
-        raise UnusableInput(
-            f"missing partner settings: {', '.join(missing)} (set them, or use --sandbox)"
+    with open_pipeline(settings, sandbox=sandbox) as env:
+        if worker or (worker is None and env.local):
+            env.start_worker(concurrency)
+        sub = _submit(
+            path, env.app, env.store, env.settings, column_map, master_data_dir, sheet
         )
-    _check_timing(settings)
-    with contextlib.ExitStack() as stack:
-        if sandbox:
-            from sandbox.testing import run_sandbox
+        return follow_and_report(env, sub.batch_id, out_dir, console=console, timeout=timeout)
 
-            handle = stack.enter_context(run_sandbox())
-            stack.callback(handle.close)
-            settings = _with_sandbox(settings, handle.base_url)
-        redis_info = stack.enter_context(_redis(settings))
-        app = make_worker_app(
-            settings, broker_url=redis_info.broker_url, redis_url=redis_info.redis_url
-        )
-        stack.callback(close_runtime, app)
-        if worker or (worker is None and (redis_info.embedded or sandbox)):
-            from workers.embedded import in_process_worker
 
-            stack.enter_context(
-                in_process_worker(app, pool="threads", concurrency=concurrency)
-            )
-        store = _store(redis_info.redis_url, settings)
-        stack.callback(store.r.close)
-        sub = _submit(path, app, store, settings, column_map, master_data_dir, sheet)
-        try:
-            follow(store, sub.batch_id, console=console, timeout=timeout)
-        except TimeoutError as exc:
-            # Still write what is known: a partial report that says so.
-            report = write_batch_report(store, sub.batch_id, out_dir, settings=settings)
-            return RunResult(EXIT_OTHER, report.summary, str(exc), report.paths, sub.batch_id)
-        report = write_batch_report(store, sub.batch_id, out_dir, settings=settings)
-    code = EXIT_DONE if report.all_done else EXIT_OTHER
-    return RunResult(code, report.summary, None, report.paths, sub.batch_id)
+def follow_and_report(
+    env: PipelineEnv, batch_id: str, out_dir: Path, *, console: Console | None = None,
+    timeout: float | None = None,
+) -> RunResult:
+    """Follow ``batch_id`` to the end (or ``timeout``) and write its report.
+
+    Exit code 0 every row done, 1 otherwise; past the timeout the report is still written
+    (a partial one that says so) with the timeout as the error.
+    """
+    from pipeline.batch_report import write_batch_report
+    from pipeline.progress import follow
+
+    error: str | None = None
+    try:
+        follow(env.store, batch_id, console=console, timeout=timeout)
+    except TimeoutError as exc:
+        error = str(exc)
+    report = write_batch_report(env.store, batch_id, out_dir, settings=env.settings)
+    code = EXIT_DONE if report.all_done and error is None else EXIT_OTHER
+    return RunResult(code, report.summary, error, report.paths, batch_id)
 
 
 def _submit(
@@ -215,6 +266,15 @@ def _require_redis(settings: Settings, command: str) -> str:
     return settings.redis_url
 
 
+def _shared_app(settings: Settings, command: str) -> tuple[str, Celery]:
+    """The shared Redis's URL and the worker app on it, for ``submit`` and ``worker``."""
+    from workers.tasks import make_worker_app
+
+    url = _require_redis(settings, command)
+    _check_timing(settings)
+    return url, make_worker_app(settings, broker_url=url, redis_url=url)
+
+
 def submit_only(
     path: Path, *, column_map: Path | None = None, master_data_dir: Path | None = None,
     sheet: str | None = None, settings: Settings | None = None,
@@ -222,13 +282,9 @@ def submit_only(
     """Validate and enqueue ``path`` on the shared Redis; return with the batch id."""
     try:
         settings = settings or load_settings()
-        url = _require_redis(settings, "submit")
-        _check_timing(settings)
+        url, app = _shared_app(settings, "submit")
         if not Path(path).is_file():
             raise UnusableInput(f"{path}: no such file")
-        from workers.tasks import make_worker_app
-
-        app = make_worker_app(settings, broker_url=url, redis_url=url)
         store = _store(url, settings)
         try:
             sub = _submit(Path(path), app, store, settings, column_map, master_data_dir, sheet)
@@ -245,12 +301,10 @@ def run_worker(concurrency: int, *, settings: Settings | None = None) -> int:
     """Run a Celery worker (threads pool, ``concurrency`` chunks in progress) until stopped."""
     import os
 
-    from workers.tasks import close_runtime, make_worker_app
+    from workers.tasks import close_runtime
 
     settings = settings or load_settings()
-    url = _require_redis(settings, "worker")
-    _check_timing(settings)
-    app = make_worker_app(settings, broker_url=url, redis_url=url)
+    _, app = _shared_app(settings, "worker")
     try:
         app.worker_main([
             "worker", "--pool=threads", f"--concurrency={concurrency}",

@@ -41,8 +41,9 @@ class PartnerSettings(BaseModel):
     # whichever is smaller, so no request carries a token that dies in flight.
     refresh_skew_seconds: float = 60.0
     refresh_skew_fraction: float = 0.2
-    # "aiohttp" drives httpx over the httpx-aiohttp transport: one plain httpx.AsyncClient
-    # stalls near 120 req/s at 100 requests in flight (encode/httpx#3215).
+    # "aiohttp": the business calls go straight to aiohttp (wrapping each call in an httpx
+    # request and response cost more CPU than aiohttp itself); "httpx": httpx's own pool,
+    # which stalls near 120 req/s at 100 requests in flight (encode/httpx#3215).
     http_transport: Literal["httpx", "aiohttp"] = "aiohttp"
     # A token refresher holds the shared Redis lock at most this long (longer than a token
     # call can take), so a refresher that dies never blocks the others for good.
@@ -73,7 +74,8 @@ class PartnerSettings(BaseModel):
 
 
 # The partner's mandatory fields (assumed in drap-api.md, so kept in this one place and
-# overridable with ONBOARD_VALIDATION__MANDATORY_COLUMNS='["channel", ...]').
+# overridable with ONBOARD_VALIDATION__MANDATORY_COLUMNS='["channel", ...]'). The sandbox
+# states the partner's side independently (sandbox/checks.py); a test keeps them equal.
 MANDATORY_COLUMNS: tuple[str, ...] = (
     "channel",
     "agent_location_id",

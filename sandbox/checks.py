@@ -2,7 +2,13 @@
 formats and lengths (error 40002) and master-data codes (error 45053).
 
 The mandatory list and the lengths are the contract's assumptions (drap-api.md §3), kept
-here in one place. Problems come back as ``{field: problem}`` with nested fields spelled
+here in one place. The list says the same as ``pipeline.settings.MANDATORY_COLUMNS`` (the
+default of our local rule, in flat column names) on purpose but is not derived from it: the
+sandbox stands in for the partner, so it must not bend to a bank's
+``ONBOARD_VALIDATION__MANDATORY_COLUMNS`` nor copy a mistake of ours; a unit test
+(``tests/unit/test_sandbox_checks.py``) keeps the two in agreement.
+
+Problems come back as ``{field: problem}`` with nested fields spelled
 ``address_list[0].city``, the shape of the partner's ``details``.
 """
 

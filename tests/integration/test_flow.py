@@ -15,10 +15,12 @@ import pytest
 import redis
 import redis.asyncio
 from pydantic import SecretStr
+from support import CREATE_502_AFTER_COMMIT, FRESH
+from support import onboarding_body as body
 
 from pipeline.outcomes import Outcome, RowResult
 from pipeline.settings import PartnerSettings, PipelineSettings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
 from sandbox.testing import SandboxHandle as Sandbox
 from workers.flow import FlowPolicy, RowTask, backoff_delay, process_row
 from workers.partner import PartnerClient
@@ -57,8 +59,6 @@ SCENARIOS: dict[str, tuple[Outcome, str, int, int]] = {
     "784199790000170": (Outcome.ONBOARDED, "", 1, 1),
     "784199554586091": (Outcome.ONBOARDED, "", 1, 1),
 }
-CREATE_502_AFTER_COMMIT = "784199390000133"
-FRESH = "784199554586091"
 
 
 def emirates_id(serial: int) -> str:
@@ -71,30 +71,9 @@ def emirates_id(serial: int) -> str:
     return stem + str((10 - total % 10) % 10)
 
 
-def body(id_number: str) -> dict[str, Any]:
-    """A valid onboarding body for ``id_number`` (synthetic data)."""
-    return {
-        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Test",
-        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
-        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
-        "primary_mobile_number": "+971500000001", "occupation_id": "1",
-        "political_exposed_person": False,
-        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
-        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
-                        "date_of_expiry": "2030-01-01"}],
-    }
-
-
 def task(batch: str, row_number: int, id_number: str) -> RowTask:
     """A row task for the sandbox body of ``id_number``."""
     return RowTask(batch, row_number, "4", id_number, body(id_number))
-
-
-@pytest.fixture(scope="module")
-def sandbox_server() -> Iterator[Sandbox]:
-    """One sandbox server for the module."""
-    with run_sandbox() as handle:
-        yield handle
 
 
 @pytest.fixture()

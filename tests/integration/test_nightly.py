@@ -7,73 +7,27 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+import zlib
 from pathlib import Path
 
-import pytest
 import redis
+from support import ONBOARD, generated_input, onboard_env, onboard_worker, wait_for
 
 from pipeline.nightly import file_sha256, find_unfinished
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from sandbox.testing import SandboxHandle, run_sandbox
 from workers.store import BatchStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import make_customers
-
-ONBOARD = str(Path(sys.executable).parent / "onboard")
 ROWS = 1500
-
-
-@pytest.fixture()
-def private_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
-    """A Redis URL and a unique key prefix (also the queue name) for this test alone.
-
-    Database 13: the ``redis_url`` fixture flushes database 15 around every test, which would
-    wipe a batch that subprocesses still work on. Its keys are deleted afterwards.
-    """
-    prefix = f"n{uuid.uuid4().hex[:12]}"
-    url = f"{redis_base_url}/13"
-    yield url, prefix
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.delete(f"_kombu.binding.{prefix}")
-    client.close()
 
 
 def env_for(url: str, prefix: str, sandbox: SandboxHandle) -> dict[str, str]:
     """Environment of the ``onboard`` subprocesses: shared Redis, sandbox, one row a message."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
-    env.update({
-        "ONBOARD_REDIS_URL": url,
-        "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
-        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
-        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
-        "ONBOARD_PARTNER__USERNAME": USERNAME,
-        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
-        "ONBOARD_PARTNER__SCOPE": "sandbox",
-        "ONBOARD_PIPELINE__KEY_PREFIX": prefix,
-        "ONBOARD_PIPELINE__QUEUE": prefix,
-        # One row per message: many messages, so the kill lands between two of them.
-        "ONBOARD_PIPELINE__ROWS_PER_MESSAGE": "1",
-        "ONBOARD_PIPELINE__RATE_LIMIT_PER_SECOND": "5000",
-        "ONBOARD_LOG_LEVEL": "WARNING",
-    })
-    return env
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
+    # One row per message: many messages, so the kill lands between two of them.
+    return onboard_env(
+        url, prefix, sandbox.base_url, rows_per_message=1, rate_limit_per_second=5000
+    )
 
 
 def queued_rows(client: redis.Redis, queue: str) -> list[int]:
@@ -81,7 +35,11 @@ def queued_rows(client: redis.Redis, queue: str) -> list[int]:
     rows: list[int] = []
     for raw in client.lrange(queue, 0, -1):
         envelope = json.loads(raw)
-        args, _, _ = json.loads(base64.b64decode(envelope["body"]))
+        body = base64.b64decode(envelope["body"])
+        if envelope.get("headers", {}).get("compression"):
+            # Messages may be compressed (workers.app.COMPRESSION); any zlib level decodes.
+            body = zlib.decompress(body)
+        args, _, _ = json.loads(body)
         rows += [int(r["row_number"]) for r in args[0]["rows"]]
     return rows
 
@@ -95,7 +53,7 @@ def test_killed_submit_resumes_and_enqueues_each_row_once(
     creates, and ``onboard status`` lists the batch as complete."""
     url, prefix = private_redis
     source = tmp_path / "nightly.csv"
-    make_customers.write_csv(make_customers.generate(ROWS, 0.0, seed=5), source)
+    generated_input(source, ROWS, seed=5)
     client = redis.Redis.from_url(url)
     store = BatchStore(client, prefix=prefix)
     with run_sandbox() as sandbox:
@@ -108,7 +66,8 @@ def test_killed_submit_resumes_and_enqueues_each_row_once(
                 return bool(ids) and int(
                     client.hget(store.keys.meta(ids[0]), "messages_enqueued") or 0
                 ) >= 100
-            wait_for(sending, 60, "the first submit to be enqueuing")
+            # Polled often: the kill must land while the submit is still enqueuing.
+            wait_for(sending, 60, "the first submit to be enqueuing", interval=0.002)
             first.send_signal(signal.SIGKILL)
         finally:
             first.wait()
@@ -133,19 +92,8 @@ def test_killed_submit_resumes_and_enqueues_each_row_once(
         assert store.get_meta(batch_id).total_rows == ROWS  # type: ignore[union-attr]
         assert find_unfinished(store, source, file_sha256(source)) is None
 
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([ONBOARD, "worker", "--concurrency", "4"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with onboard_worker(env, tmp_path / "worker.log", concurrency=4):
             wait_for(lambda: store.is_complete(batch_id), 240, "the batch to complete")
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            log.close()
         counts = store.counts(batch_id)
         assert counts[next(o for o in counts if o.value == "onboarded")] == ROWS
         assert client.hlen(store.keys.rows(batch_id)) == ROWS

@@ -13,16 +13,38 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis
 from pydantic import SecretStr
+from support import (
+    AML_UNDER_INVESTIGATION,
+    BLOCKED,
+    COMPLIANCE,
+    CREATE_502,
+    CREATE_502_AFTER_COMMIT,
+    CREATE_502_ONCE,
+    EXISTING,
+    FRESH,
+    INVALID_MASTER_DATA,
+    KYC_PENDING,
+    LOOKUP_BAD_REQUEST,
+    LOOKUP_BLOCKED,
+    LOOKUP_COMPLIANCE,
+    LOOKUP_INTERNAL_ERROR,
+    LOOKUP_INTERNAL_ERROR_ONCE,
+    MANDATORY_MISSING,
+    NOT_SUBSCRIBED,
+    SLOW,
+    UPDATE_FAILURE,
+)
+from support import onboarding_body as body
 
 from pipeline.logs import configure_logging
 from pipeline.settings import PartnerSettings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
 from sandbox.testing import SandboxHandle as Sandbox
 from workers.partner import PartnerClient
 from workers.responses import (
@@ -37,38 +59,11 @@ from workers.responses import (
 )
 from workers.token import TokenBroker, TokenRecord
 
-EXISTING = "784198090000005"
-NOT_SUBSCRIBED = "784198190000012"
-LOOKUP_COMPLIANCE = "784198290000029"
-LOOKUP_BLOCKED = "784198390000036"
-LOOKUP_BAD_REQUEST = "784198490000043"
-LOOKUP_INTERNAL_ERROR = "784198590000059"
-LOOKUP_INTERNAL_ERROR_ONCE = "784198690000066"
-BLOCKED = "784198790000073"
-COMPLIANCE = "784198890000080"
-INVALID_MASTER_DATA = "784198990000097"
-MANDATORY_MISSING = "784199090000102"
-CREATE_502 = "784199190000119"
-CREATE_502_ONCE = "784199290000126"
-CREATE_502_AFTER_COMMIT = "784199390000133"
-SLOW = "784199490000140"
-UPDATE_FAILURE = "784199590000156"
-KYC_PENDING = "784199690000163"
-AML_UNDER_INVESTIGATION = "784199790000170"
-FRESH = "784199554586091"  # not a scenario: behaves normally
-
 # Knobs the tests change, with the values every test starts from.
 DEFAULT_KNOBS: dict[str, Any] = {
     "token_ttl": 7199, "refresh_ttl": 7199, "fault_429": 0.0, "fault_502": 0.0,
     "fault_45006": 0.0, "latency_ms": 0.0,
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox_server() -> Iterator[Sandbox]:
-    """One sandbox server for the module."""
-    with run_sandbox() as handle:
-        yield handle
 
 
 @pytest.fixture()
@@ -86,22 +81,6 @@ def partner_settings(base_url: str, **changes: Any) -> PartnerSettings:
         username=USERNAME, password=SecretStr(PASSWORD), scope="api://sandbox/customer",
         **changes,
     )
-
-
-def body(id_number: str, **changes: Any) -> dict[str, Any]:
-    """A valid onboarding body for ``id_number`` (synthetic data)."""
-    data: dict[str, Any] = {
-        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Test",
-        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
-        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
-        "primary_mobile_number": "+971500000001", "occupation_id": "1",
-        "political_exposed_person": False,
-        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
-        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
-                        "date_of_expiry": "2030-01-01"}],
-    }
-    data.update(changes)
-    return data
 
 
 Steps = Callable[[PartnerClient], Awaitable[list[PartnerResult]]]

@@ -3,46 +3,18 @@ no customer is created twice, and the shared token is renewed about once per lif
 
 from __future__ import annotations
 
-import csv
 import math
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
-from pydantic import SecretStr
+from support import generated_input, read_report, sandbox_settings
 
 from pipeline.outcomes import Outcome
 from pipeline.run_cmd import run_file
-from pipeline.settings import PartnerSettings, PipelineSettings, Settings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import make_customers
+from sandbox.testing import run_sandbox
 
 ROWS = 2000
 TOKEN_TTL = 2
-
-
-@pytest.fixture()
-def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
-    """A Redis URL and a key prefix (also the queue name) for this test alone.
-
-    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
-    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
-    parallel runs of these tests apart; its keys are deleted afterwards.
-    """
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    url = f"{redis_base_url}/14"
-    yield url, prefix
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.delete(f"_kombu.binding.{prefix}")
-    client.close()
 
 
 def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
@@ -51,8 +23,7 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
     """10 % 502, 5 % body-level 45006, 2 % 502 after commit, 2 % timeouts, 2 s tokens: every
     row has one final outcome in the report, the sandbox saw zero duplicate creates, and token
     grants stay within the lifetimes elapsed + 1."""
-    source = tmp_path / "customers.csv"
-    make_customers.write_csv(make_customers.generate(ROWS, 0.0, seed=11), source)
+    source = generated_input(tmp_path / "customers.csv", ROWS, seed=11)
     knobs = {
         "fault_502": 0.10, "fault_45006": 0.05, "fault_502_after_commit": 0.02,
         "fault_timeout": 0.02, "timeout_hang_s": 0.6, "token_ttl": TOKEN_TTL,
@@ -60,22 +31,17 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
     }
     redis_url, prefix = pipeline_redis
     with run_sandbox(**knobs) as sandbox:
-        settings = Settings(
-            redis_url=redis_url,
-            partner=PartnerSettings(
-                base_url=sandbox.base_url, client_id=CLIENT_ID,
-                client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
-                password=SecretStr(PASSWORD), scope="sandbox",
-                connect_timeout=1, read_timeout=0.3, write_timeout=1, pool_timeout=1,
+        settings = sandbox_settings(
+            redis_url, prefix, sandbox.base_url,
+            partner={
+                "connect_timeout": 1, "read_timeout": 0.3, "write_timeout": 1,
+                "pool_timeout": 1,
                 # Renew close to the end of the short lifetime (one grant per lifetime).
-                refresh_skew_fraction=0.05,
-            ),
-            pipeline=PipelineSettings(
-                state_dir=tmp_path / "state", rows_per_message=50, max_attempts=8,
-                backoff_base_seconds=0.01, backoff_max_seconds=0.1,
-                rate_limit_per_second=5000, claim_ttl_seconds=10,
-                key_prefix=prefix, queue=prefix,
-            ),
+                "refresh_skew_fraction": 0.05,
+            },
+            state_dir=tmp_path / "state", rows_per_message=50, max_attempts=8,
+            backoff_base_seconds=0.01, backoff_max_seconds=0.1,
+            rate_limit_per_second=5000, claim_ttl_seconds=10,
         )
         started = time.monotonic()
         result = run_file(
@@ -86,10 +52,7 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
 
     assert result.error is None, result.error
     assert result.summary is not None and result.summary["complete"] is True
-    with (tmp_path / "out" / str(result.batch_id) / "report.csv").open(
-        encoding="utf-8-sig", newline=""
-    ) as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_report(tmp_path / "out" / str(result.batch_id) / "report.csv")
     numbers = [int(r["row_number"]) for r in rows]
     assert numbers == list(range(2, ROWS + 2))
     closed = {o.value for o in Outcome}

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from pydantic import SecretStr
+from support import read_report, sandbox_settings
 
 from pipeline.batch_report import PENDING
 from pipeline.report import PIPELINE_REPORT_COLUMNS
 from pipeline.run_cmd import report_batch, run_file, submit_only
-from pipeline.settings import SAMPLE_DATA, PartnerSettings, PipelineSettings, Settings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from pipeline.settings import PipelineSettings, Settings
+from sandbox.testing import SandboxHandle, run_sandbox
 
 ONBOARDED, EXISTS, INVALID = "onboarded", "already_exists", "invalid"
 REJECTED, NOT_SUBSCRIBED, FAILED = "rejected", "not_subscribed", "failed"
@@ -68,24 +65,6 @@ EXPECTED: dict[int, tuple[str, str]] = {
 }
 
 
-@pytest.fixture()
-def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
-    """A Redis URL and a key prefix (also the queue name) for this test alone.
-
-    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
-    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
-    parallel runs of these tests apart; its keys are deleted afterwards.
-    """
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    url = f"{redis_base_url}/14"
-    yield url, prefix
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.delete(f"_kombu.binding.{prefix}")
-    client.close()
-
-
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxHandle]:
     """One sandbox for the module (short 'slow' wait); reset before each test."""
@@ -100,37 +79,14 @@ def fresh_sandbox(sandbox: SandboxHandle) -> SandboxHandle:
     return sandbox
 
 
-@pytest.fixture()
-def sample(tmp_path: Path) -> Path:
-    """A private copy of the sample file and its document scans."""
-    shutil.copytree(SAMPLE_DATA / "docs", tmp_path / "input" / "docs")
-    target = tmp_path / "input" / "customers.csv"
-    shutil.copy(SAMPLE_DATA / "customers.csv", target)
-    return target
-
-
 def settings_for(where: tuple[str, str], sandbox: SandboxHandle, tmp: Path) -> Settings:
     """Settings on the test's Redis and prefix and the sandbox, with quick retries."""
     redis_url, prefix = where
-    return Settings(
-        redis_url=redis_url,
-        partner=PartnerSettings(
-            base_url=sandbox.base_url, client_id=CLIENT_ID,
-            client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
-            password=SecretStr(PASSWORD), scope="sandbox",
-        ),
-        pipeline=PipelineSettings(
-            state_dir=tmp / "state", rows_per_message=7, max_attempts=3,
-            backoff_base_seconds=0.02, backoff_max_seconds=0.1, rate_limit_per_second=1000,
-            key_prefix=prefix, queue=prefix,
-        ),
+    return sandbox_settings(
+        redis_url, prefix, sandbox.base_url, state_dir=tmp / "state", rows_per_message=7,
+        max_attempts=3, backoff_base_seconds=0.02, backoff_max_seconds=0.1,
+        rate_limit_per_second=1000,
     )
-
-
-def read_report(path: Path) -> list[dict[str, str]]:
-    """The report CSV's rows as dicts (BOM skipped)."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def input_headers(path: Path) -> list[str]:

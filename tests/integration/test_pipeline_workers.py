@@ -4,136 +4,47 @@ partner rate limit."""
 
 from __future__ import annotations
 
-import csv
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import pytest
 import redis
-from pydantic import SecretStr
+from support import (
+    generated_input,
+    onboard_env,
+    onboard_worker,
+    read_report,
+    sandbox_settings,
+    wait_for,
+)
 
 from pipeline.run_cmd import report_batch, submit_only
-from pipeline.settings import PartnerSettings, PipelineSettings, Settings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from pipeline.settings import Settings
+from sandbox.testing import SandboxHandle, run_sandbox
 from workers.store import BatchStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import make_customers
-
-ONBOARD = str(Path(sys.executable).parent / "onboard")
-
-
-@pytest.fixture()
-def pipeline_redis(redis_base_url: str) -> Iterator[tuple[str, str]]:
-    """A Redis URL and a key prefix (also the queue name) for this test alone.
-
-    Database 14: the shared ``redis_url`` fixture flushes database 15 around every test, and
-    other test runs on the same machine would wipe a batch mid-run. The unique prefix keeps
-    parallel runs of these tests apart; its keys are deleted afterwards.
-    """
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    url = f"{redis_base_url}/14"
-    yield url, prefix
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.delete(f"_kombu.binding.{prefix}")
-    client.close()
+# Short partner timeouts: a killed worker's in-flight calls must not hold the test up.
+TIMEOUTS = {"connect_timeout": 0.5, "read_timeout": 0.5, "write_timeout": 0.5,
+            "pool_timeout": 0.5}
 
 
-def worker_env(
-    where: tuple[str, str], sandbox: SandboxHandle, **pipeline: object
-) -> dict[str, str]:
-    """Environment of an ``onboard worker`` subprocess on the test's Redis and prefix and the
-    sandbox."""
-    redis_url, prefix = where
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
-    env.update({
-        "ONBOARD_REDIS_URL": redis_url,
-        "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
-        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
-        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
-        "ONBOARD_PARTNER__USERNAME": USERNAME,
-        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
-        "ONBOARD_PARTNER__SCOPE": "sandbox",
-        "ONBOARD_PARTNER__CONNECT_TIMEOUT": "0.5",
-        "ONBOARD_PARTNER__READ_TIMEOUT": "0.5",
-        "ONBOARD_PARTNER__WRITE_TIMEOUT": "0.5",
-        "ONBOARD_PARTNER__POOL_TIMEOUT": "0.5",
-        "ONBOARD_LOG_LEVEL": "INFO",
-    })
-    pipeline = {"key_prefix": prefix, "queue": prefix, **pipeline}
-    env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in pipeline.items()})
-    return env
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    """The same settings in this process (for submit and report)."""
-    pipeline = {
-        k.removeprefix("ONBOARD_PIPELINE__").lower(): v
-        for k, v in env.items() if k.startswith("ONBOARD_PIPELINE__")
-    }
-    return Settings(
-        redis_url=env["ONBOARD_REDIS_URL"],
-        partner=PartnerSettings(
-            base_url=env["ONBOARD_PARTNER__BASE_URL"], client_id=CLIENT_ID,
-            client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
-            password=SecretStr(PASSWORD), scope="sandbox", connect_timeout=0.5,
-            read_timeout=0.5, write_timeout=0.5, pool_timeout=0.5,
-        ),
-        pipeline=PipelineSettings.model_validate(pipeline),
+def worker_setup(
+    where: tuple[str, str], sandbox: SandboxHandle, **pipeline: Any
+) -> tuple[dict[str, str], Settings]:
+    """The environment of ``onboard worker`` subprocesses on the test's Redis and prefix and
+    the sandbox (INFO logs: one line per row), and the same settings for this process."""
+    url, prefix = where
+    env = onboard_env(
+        url, prefix, sandbox.base_url, log_level="INFO", partner=TIMEOUTS, **pipeline
     )
-
-
-@contextmanager
-def worker(
-    env: dict[str, str], log: Path, concurrency: int = 2
-) -> Iterator[subprocess.Popen[bytes]]:
-    """An ``onboard worker`` subprocess; stopped warmly (SIGTERM) at the end if still alive."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [ONBOARD, "worker", "--concurrency", str(concurrency)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def make_input(tmp: Path, rows: int, seed: int) -> Path:
-    """A generated file of ``rows`` valid customers."""
-    path = tmp / "customers.csv"
-    make_customers.write_csv(make_customers.generate(rows, 0.0, seed=seed), path)
-    return path
+    return env, sandbox_settings(url, prefix, sandbox.base_url, partner=TIMEOUTS, **pipeline)
 
 
 def report_rows(out: Path, batch_id: str) -> list[dict[str, str]]:
     """The batch report's rows."""
-    with (out / batch_id / "report.csv").open(encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_report(out / batch_id / "report.csv")
 
 
 def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
@@ -142,9 +53,9 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
     """Kill a worker with SIGKILL mid-batch; a second worker gets its chunks back after the
     visibility timeout and finishes: every row once in the report, zero duplicate creates."""
     rows = 300
-    source = make_input(tmp_path, rows, seed=21)
+    source = generated_input(tmp_path / "customers.csv", rows, seed=21)
     with run_sandbox(latency_ms=20) as sandbox:
-        env = worker_env(
+        env, settings = worker_setup(
             pipeline_redis, sandbox, rows_per_message=10, rate_limit_per_second=150,
             # Redelivery comes after the visibility timeout; the soft limit (kept by the
             # worker) must outlast a wait for the dead worker's claims, which must outlast
@@ -153,18 +64,17 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
             task_soft_time_limit_seconds=4, backoff_max_seconds=0.5,
             backoff_base_seconds=0.05, claim_ttl_seconds=3,
         )
-        settings = settings_from(env)
         submitted = submit_only(source, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
         client = redis.Redis.from_url(pipeline_redis[0])
         store = BatchStore(client, prefix=pipeline_redis[1])
-        with worker(env, tmp_path / "first.log") as first:
+        with onboard_worker(env, tmp_path / "first.log") as first:
             wait_for(lambda: store.done_count(batch_id) >= 60, 45, "the first worker's rows")
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         assert store.done_count(batch_id) < rows, "killed too late to test anything"
-        with worker(env, tmp_path / "second.log"):
+        with onboard_worker(env, tmp_path / "second.log"):
             wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
         stats = sandbox.stats()
         deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
@@ -236,12 +146,11 @@ def test_two_workers_keep_the_global_rate_limit(
     sandbox's call counters over stretches of at least 5 s (a run of about 10 s)."""
     rate = 40
     rows = 200
-    source = make_input(tmp_path, rows, seed=31)
+    source = generated_input(tmp_path / "customers.csv", rows, seed=31)
     with run_sandbox(latency_ms=5) as sandbox:
-        env = worker_env(
+        env, settings = worker_setup(
             pipeline_redis, sandbox, rows_per_message=5, rate_limit_per_second=rate,
         )
-        settings = settings_from(env)
         submitted = submit_only(source, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
@@ -250,7 +159,10 @@ def test_two_workers_keep_the_global_rate_limit(
         store = BatchStore(client, prefix=pipeline_redis[1])
         # Prefetch 1 and two chunks in progress: each worker holds at most three of the 30
         # chunks, so both take part.
-        with worker(env, logs[0]), worker(env, logs[1]), CallSampler(sandbox) as sampler:
+        with (
+            onboard_worker(env, logs[0]), onboard_worker(env, logs[1]),
+            CallSampler(sandbox) as sampler,
+        ):
             wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
         client.close()
         stats = sandbox.stats()
@@ -271,10 +183,11 @@ def test_poison_chunk_rows_fail_with_code_poison(
     from workers.embedded import in_process_worker
     from workers.tasks import close_runtime, make_worker_app
 
-    source = make_input(tmp_path, 12, seed=41)
+    source = generated_input(tmp_path / "customers.csv", 12, seed=41)
     with run_sandbox() as sandbox:
-        env = worker_env(pipeline_redis, sandbox, rows_per_message=5, max_deliveries=2)
-        settings = settings_from(env)
+        _, settings = worker_setup(
+            pipeline_redis, sandbox, rows_per_message=5, max_deliveries=2
+        )
         submitted = submit_only(source, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error

@@ -8,25 +8,28 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from pydantic import SecretStr
+from support import (
+    ONBOARD,
+    onboard_env,
+    onboard_worker,
+    private_keyspace,
+    read_report,
+    sandbox_settings,
+)
 
 from pipeline.rerun import merged_report, parse_outcomes, rerun
 from pipeline.run_cmd import run_file
-from pipeline.settings import SAMPLE_DATA, PartnerSettings, PipelineSettings, Settings
+from pipeline.settings import SAMPLE_DATA, Settings
 from pipeline.validate_cmd import UnusableInput
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, SandboxHandle, run_sandbox
+from sandbox.testing import SandboxHandle, run_sandbox
 from workers.store import BatchStore
 
-ONBOARD = str(Path(sys.executable).parent / "onboard")
 FAILED_ROWS = {23, 29}  # lookup_internal_error, create_502: fail on every try
 BAD_DATE_ROW = 38
 
@@ -49,72 +52,19 @@ def settings(
     redis_base_url: str, sandbox: SandboxHandle, tmp_path: Path
 ) -> Iterator[Settings]:
     """Settings on a fresh key prefix (also the queue) of database 13, an ``onboard worker``
-    subprocess consuming that queue, and the reset sandbox.
-
-    Not database 15: the ``redis_url`` fixture of other tests flushes it, which would wipe
-    a batch the worker still works on.
-    """
+    subprocess consuming that queue, and the reset sandbox."""
     sandbox.reset()
-    prefix = f"r{uuid.uuid4().hex[:12]}"
-    url = f"{redis_base_url}/13"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
-    env.update({
-        "ONBOARD_REDIS_URL": url, "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
-        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID, "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
-        "ONBOARD_PARTNER__USERNAME": USERNAME, "ONBOARD_PARTNER__PASSWORD": PASSWORD,
-        "ONBOARD_PARTNER__SCOPE": "sandbox", "ONBOARD_PIPELINE__KEY_PREFIX": prefix,
-        "ONBOARD_PIPELINE__QUEUE": prefix, "ONBOARD_LOG_LEVEL": "WARNING",
-    })
-    env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in PIPELINE.items()})
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([ONBOARD, "worker", "--concurrency", "4"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    try:
-        yield Settings(
-            redis_url=url,
-            partner=PartnerSettings(
-                base_url=sandbox.base_url, client_id=CLIENT_ID,
-                client_secret=SecretStr(CLIENT_SECRET), username=USERNAME,
-                password=SecretStr(PASSWORD), scope="sandbox",
-            ),
-            pipeline=PipelineSettings.model_validate(
-                {**PIPELINE, "key_prefix": prefix, "queue": prefix,
-                 "state_dir": tmp_path / "state"}
-            ),
-        )
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
-        client = redis.Redis.from_url(url)
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(key)
-        client.delete(f"_kombu.binding.{prefix}")
-        client.close()
-
-
-@pytest.fixture()
-def sample(tmp_path: Path) -> Path:
-    """A private copy of the sample file and its document scans."""
-    shutil.copytree(SAMPLE_DATA / "docs", tmp_path / "input" / "docs")
-    target = tmp_path / "input" / "customers.csv"
-    shutil.copy(SAMPLE_DATA / "customers.csv", target)
-    return target
-
-
-def read(path: Path) -> list[dict[str, str]]:
-    """A report CSV's rows as dicts."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    with private_keyspace(redis_base_url, 13, "r") as (url, prefix):
+        env = onboard_env(url, prefix, sandbox.base_url, **PIPELINE)
+        with onboard_worker(env, tmp_path / "worker.log", concurrency=4):
+            yield sandbox_settings(
+                url, prefix, sandbox.base_url, state_dir=tmp_path / "state", **PIPELINE
+            )
 
 
 def by_row(path: Path) -> dict[int, dict[str, str]]:
     """A report CSV's rows keyed by row number."""
-    return {int(r["row_number"]): r for r in read(path)}
+    return {int(r["row_number"]): r for r in read_report(path)}
 
 
 def business_calls(sandbox: SandboxHandle) -> int:
@@ -207,7 +157,7 @@ def test_edited_report_with_fixed_rows_onboards_them(
     assert first[BAD_DATE_ROW]["outcome"] == "invalid"
     column = first[BAD_DATE_ROW]["error_field"]
     edited = out / parent / "report.csv"
-    rows = read(edited)
+    rows = read_report(edited)
     for row in rows:
         if int(row["row_number"]) == BAD_DATE_ROW:
             row[column] = "2031-05-20" if "expiry" in column else "1990-05-20"

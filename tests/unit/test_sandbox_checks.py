@@ -158,3 +158,22 @@ def test_absent_optional_codes_pass(master: MasterData) -> None:
 def test_lookup_key_plausibility(payload: object, expected: tuple[str, str] | None) -> None:
     """Only a short idType and a 1–40 character ASCII-alphanumeric idNumber are plausible."""
     assert lookup_key(payload) == expected
+
+
+def test_sandbox_requires_exactly_the_pipelines_default_mandatory_columns() -> None:
+    """The sandbox's nested mandatory list and the pipeline's flat default say the same thing:
+    a body built by the pipeline from a row with only the default mandatory columns passes the
+    sandbox's mandatory check, and leaving out any one of them makes the sandbox name it."""
+    from pipeline.schema import to_partner_body
+    from pipeline.settings import MANDATORY_COLUMNS
+
+    full = {column: "2030-01-01" if "date" in column else "X1" for column in MANDATORY_COLUMNS}
+    problems = check_mandatory(to_partner_body(full))
+    assert MISSING not in problems.values(), problems
+    for column in MANDATORY_COLUMNS:
+        row = {k: v for k, v in full.items() if k != column}
+        missing = [f for f, p in check_mandatory(to_partner_body(row)).items() if p == MISSING]
+        assert len(missing) == 1, (column, missing)
+        assert missing[0].endswith(column.removeprefix("id_").removeprefix("address_")), (
+            column, missing,
+        )

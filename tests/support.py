@@ -1,0 +1,190 @@
+"""Setup the integration tests share: the sandbox's scenario ID numbers and a valid onboarding
+body, the ``onboard`` executable, the sandbox's credentials as settings or as a subprocess
+environment, a private keyspace on the test Redis, ``onboard
+worker`` subprocesses, polling with a deadline, generated inputs and report reading.
+
+Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
+fixtures built on it live in ``tests/integration/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import SecretStr
+
+from pipeline.settings import SAMPLE_DATA, PartnerSettings, PipelineSettings, Settings
+from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import make_customers
+
+ONBOARD = str(Path(sys.executable).parent / "onboard")
+
+# The sandbox's scenario ID numbers (the table in docs/architecture.md), by scenario.
+EXISTING = "784198090000005"
+NOT_SUBSCRIBED = "784198190000012"
+LOOKUP_COMPLIANCE = "784198290000029"
+LOOKUP_BLOCKED = "784198390000036"
+LOOKUP_BAD_REQUEST = "784198490000043"
+LOOKUP_INTERNAL_ERROR = "784198590000059"
+LOOKUP_INTERNAL_ERROR_ONCE = "784198690000066"
+BLOCKED = "784198790000073"
+COMPLIANCE = "784198890000080"
+INVALID_MASTER_DATA = "784198990000097"
+MANDATORY_MISSING = "784199090000102"
+CREATE_502 = "784199190000119"
+CREATE_502_ONCE = "784199290000126"
+CREATE_502_AFTER_COMMIT = "784199390000133"
+SLOW = "784199490000140"
+UPDATE_FAILURE = "784199590000156"
+KYC_PENDING = "784199690000163"
+AML_UNDER_INVESTIGATION = "784199790000170"
+FRESH = "784199554586091"  # not a scenario: behaves normally
+
+
+def onboarding_body(id_number: str, **changes: Any) -> dict[str, Any]:
+    """A valid onboarding body for ``id_number`` (synthetic data), with ``changes`` on top."""
+    data: dict[str, Any] = {
+        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Test",
+        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
+        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
+        "primary_mobile_number": "+971500000001", "occupation_id": "1",
+        "political_exposed_person": False,
+        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
+        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
+                        "date_of_expiry": "2030-01-01"}],
+    }
+    data.update(changes)
+    return data
+
+
+def sandbox_partner(base_url: str, *, scope: str = "sandbox", **changes: Any) -> PartnerSettings:
+    """Partner settings for a sandbox at ``base_url`` with its default credentials."""
+    return PartnerSettings(
+        base_url=base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
+        username=USERNAME, password=SecretStr(PASSWORD), scope=scope, **changes,
+    )
+
+
+def sandbox_settings(
+    redis_url: str, prefix: str, base_url: str, *, partner: Mapping[str, Any] | None = None,
+    **pipeline: Any,
+) -> Settings:
+    """Settings on a test's Redis and key prefix (also the queue) and a sandbox."""
+    return Settings(
+        redis_url=redis_url,
+        partner=sandbox_partner(base_url, **(partner or {})),
+        pipeline=PipelineSettings.model_validate(
+            {**pipeline, "key_prefix": prefix, "queue": prefix}
+        ),
+    )
+
+
+def onboard_env(
+    redis_url: str, prefix: str, base_url: str, *, log_level: str = "WARNING",
+    partner: Mapping[str, Any] | None = None, **pipeline: Any,
+) -> dict[str, str]:
+    """Environment of an ``onboard`` subprocess with the same settings as
+    :func:`sandbox_settings`, and none of the caller's own ``ONBOARD_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env.update({
+        "ONBOARD_REDIS_URL": redis_url,
+        "ONBOARD_PARTNER__BASE_URL": base_url,
+        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
+        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
+        "ONBOARD_PARTNER__USERNAME": USERNAME,
+        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
+        "ONBOARD_PARTNER__SCOPE": "sandbox",
+        "ONBOARD_LOG_LEVEL": log_level,
+    })
+    env.update({f"ONBOARD_PARTNER__{k.upper()}": str(v) for k, v in (partner or {}).items()})
+    pipeline = {**pipeline, "key_prefix": prefix, "queue": prefix}
+    env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in pipeline.items()})
+    return env
+
+
+@contextlib.contextmanager
+def private_keyspace(redis_base_url: str, db: int, letter: str) -> Iterator[tuple[str, str]]:
+    """A Redis URL on database ``db`` and a fresh key prefix (also the queue name) starting
+    with ``letter``; every key under the prefix is deleted afterwards.
+
+    Never database 15: the ``redis_url`` fixture flushes it around every test, which would
+    wipe a batch that a worker of a concurrent test run still works on.
+    """
+    prefix = f"{letter}{uuid.uuid4().hex[:12]}"
+    url = f"{redis_base_url}/{db}"
+    try:
+        yield url, prefix
+    finally:
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.delete(f"_kombu.binding.{prefix}")
+        client.close()
+
+
+@contextlib.contextmanager
+def onboard_worker(
+    env: Mapping[str, str], log: Path, concurrency: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An ``onboard worker`` subprocess logging to ``log``; stopped warmly (SIGTERM) at the
+    end if still alive, killed if it does not stop within 30 s."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [ONBOARD, "worker", "--concurrency", str(concurrency)],
+            env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` every ``interval`` seconds until true; fail naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def generated_input(path: Path, rows: int, seed: int) -> Path:
+    """Write ``rows`` valid generated customers to ``path``."""
+    make_customers.write_csv(make_customers.generate(rows, 0.0, seed=seed), path)
+    return path
+
+
+def copy_sample(tmp: Path) -> Path:
+    """A private copy of the sample file and its document scans under ``tmp/input``."""
+    shutil.copytree(SAMPLE_DATA / "docs", tmp / "input" / "docs")
+    target = tmp / "input" / "customers.csv"
+    shutil.copy(SAMPLE_DATA / "customers.csv", target)
+    return target
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    """A report CSV's rows as dicts (BOM skipped)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -164,8 +164,7 @@ def _watch(
     settings: Settings | None, watch_settings: WatchSettings | None,
     echo: Callable[[str], None],
 ) -> None:
-    from pipeline.run_cmd import _check_timing, _redis, _store, _with_sandbox, load_settings
-    from workers.tasks import close_runtime, make_worker_app
+    from pipeline.run_cmd import load_settings, open_pipeline
 
     # The folder first: a mistyped path is reported before any Redis or worker starts.
     Layout(folder).create()
@@ -179,31 +178,12 @@ def _watch(
     for option, value in (("--column-map", column_map), ("--master-data", master_data_dir)):
         if value is not None and not value.exists():
             raise UnusableInput(f"{value}: {option} not found")
-    if not sandbox and (missing := settings.partner.missing()):
-        raise UnusableInput(
-            f"missing partner settings: {', '.join(missing)} (set them, or use --sandbox)"
-        )
-    _check_timing(settings)
     with contextlib.ExitStack() as stack:
-        if sandbox:
-            from sandbox.testing import run_sandbox
-
-            handle = stack.enter_context(run_sandbox())
-            stack.callback(handle.close)
-            settings = _with_sandbox(settings, handle.base_url)
-        redis_info = stack.enter_context(_redis(settings))
-        app = make_worker_app(
-            settings, broker_url=redis_info.broker_url, redis_url=redis_info.redis_url
-        )
-        stack.callback(close_runtime, app)
-        if redis_info.embedded or sandbox:
-            from workers.embedded import in_process_worker
-
-            stack.enter_context(in_process_worker(app, pool="threads", concurrency=concurrency))
-        store = _store(redis_info.redis_url, settings)
-        stack.callback(store.r.close)
+        env = stack.enter_context(open_pipeline(settings, sandbox=sandbox))
+        if env.local:
+            env.start_worker(concurrency)
         runner = PipelineRunner(
-            app=app, store=store, settings=settings,
+            app=env.app, store=env.store, settings=env.settings,
             column_map=column_map.resolve() if column_map else None,
             master_data_dir=master_data_dir.resolve() if master_data_dir else None,
             sheet=sheet, poll_seconds=watch_settings.completion_poll_seconds,

@@ -113,6 +113,17 @@ class _Collector:
         self.failed[column] = mask.copy() if seen is None else seen | mask
 
 
+@dataclass(slots=True)
+class _Pass:
+    """What every rule group works on for one chunk: the input columns, the normalised
+    columns it writes, which cells are filled, and the errors found so far."""
+
+    cols: dict[str, pd.Series]
+    out: dict[str, pd.Series]
+    present: dict[str, np.ndarray]
+    found: _Collector
+
+
 class Validator:
     """All local rules, configured once per run; keeps the duplicate tracker across chunks."""
 
@@ -181,16 +192,15 @@ class Validator:
         for name in self.settings.mandatory_columns:
             if name in cols:
                 found.add(name, Code.REQUIRED, ~present[name], f"{label(name)} is required")
-        self._codes(cols, out, present, found)
-        self._dates(cols, out, present, found)
-        self._booleans(cols, out, present, found)
-        self._contacts(cols, out, present, found)
-        self._ids(cols, out, present, found)
-        self._files(cols, present, found)
-        self._lengths(out, present, found)
+        rules = _Pass(cols, out, present, found)
+        for rule in (
+            self._codes, self._dates, self._booleans, self._contacts, self._ids, self._files,
+            self._lengths,
+        ):
+            rule(rules)
         numbers = np.asarray(row_numbers, dtype=np.int64)
         if duplicates:
-            self._duplicate_ids(out, present, numbers, found)
+            self._duplicate_ids(rules, numbers)
         normalised = pd.DataFrame(out, copy=False)
         normalised.index = index
         errors = _assemble(found.findings, numbers, read_errors)
@@ -198,95 +208,71 @@ class Validator:
 
     # -- rule groups -------------------------------------------------------------------------
 
-    def _codes(
-        self,
-        cols: dict[str, pd.Series],
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        found: _Collector,
-    ) -> None:
+    def _codes(self, p: _Pass) -> None:
         """Master-data columns resolve to canonical codes (case, labels and aliases too)."""
         for column, list_name in CODE_COLUMNS.items():
-            if not present[column].any():
+            if not p.present[column].any():
                 continue
-            normal, unknown = resolve_codes(cols[column], self.master_data[list_name])
-            out[column] = normal
+            normal, unknown = resolve_codes(p.cols[column], self.master_data[list_name])
+            p.out[column] = normal
             if unknown.any():
                 # Codes are not personal data, so the clerk sees what was typed (clipped).
-                shown = cols[column].to_numpy(dtype=object)[unknown]
+                shown = p.cols[column].to_numpy(dtype=object)[unknown]
                 what = label(column)
                 messages = [f"{what} '{_clip(v)}' is not in the {list_name} list" for v in shown]
-                found.add(column, Code.UNKNOWN_CODE, unknown, messages)
+                p.found.add(column, Code.UNKNOWN_CODE, unknown, messages)
 
-    def _dates(
-        self,
-        cols: dict[str, pd.Series],
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        found: _Collector,
-    ) -> None:
+    def _dates(self, p: _Pass) -> None:
         """Dates parse; birth in the past and old enough; ID expiry after issue, not past."""
         expected = "YYYY-MM-DD" + (" or DD/MM/YYYY" if self.settings.day_first_dates else "")
         parsed: dict[str, np.ndarray] = {}
         for column in DATE_COLUMNS:
-            if not present[column].any():
-                parsed[column] = np.full(len(cols[column]), np.datetime64("NaT"), "datetime64[D]")
+            if not p.present[column].any():
+                parsed[column] = np.full(len(p.cols[column]), np.datetime64("NaT"), "datetime64[D]")
                 continue
-            days, text = parse_dates(cols[column], day_first=self.settings.day_first_dates)
+            days, text = parse_dates(p.cols[column], day_first=self.settings.day_first_dates)
             parsed[column] = days
-            out[column] = text
-            bad = present[column] & np.isnat(days)
+            p.out[column] = text
+            bad = p.present[column] & np.isnat(days)
             message = f"{label(column)} is not a real date in the form {expected}"
-            found.add(column, Code.BAD_DATE, bad, message)
+            p.found.add(column, Code.BAD_DATE, bad, message)
         born = parsed["date_of_birth"]
         future = born > self._today64
-        found.add("date_of_birth", Code.FUTURE_DATE, future, "date of birth is in the future")
+        p.found.add("date_of_birth", Code.FUTURE_DATE, future, "date of birth is in the future")
         young = ~future & (born > self._adult_cutoff)
         too_young = f"customer must be at least {self.settings.min_age_years} years old"
-        found.add("date_of_birth", Code.TOO_YOUNG, young, too_young)
+        p.found.add("date_of_birth", Code.TOO_YOUNG, young, too_young)
         issued = parsed["id_issued_on"]
         future_issue = issued > self._today64
-        found.add("id_issued_on", Code.FUTURE_DATE, future_issue, "issue date is in the future")
+        p.found.add("id_issued_on", Code.FUTURE_DATE, future_issue, "issue date is in the future")
         expiry = parsed["id_date_of_expiry"]
         before = expiry <= issued
         message = "expiry date is not after the issue date"
-        found.add("id_date_of_expiry", Code.EXPIRY_BEFORE_ISSUE, before, message)
+        p.found.add("id_date_of_expiry", Code.EXPIRY_BEFORE_ISSUE, before, message)
         expired = ~before & (expiry < self._today64)
-        found.add("id_date_of_expiry", Code.EXPIRED, expired, "the ID document has expired")
+        p.found.add("id_date_of_expiry", Code.EXPIRED, expired, "the ID document has expired")
 
-    def _booleans(
-        self,
-        cols: dict[str, pd.Series],
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        found: _Collector,
-    ) -> None:
+    def _booleans(self, p: _Pass) -> None:
         """Yes/no columns become "true"/"false"."""
         for column in BOOLEAN_COLUMNS:
-            if not present[column].any():
+            if not p.present[column].any():
                 continue
-            out[column], bad = boolean_values(cols[column])
+            p.out[column], bad = boolean_values(p.cols[column])
             message = f"{label(column)} must be yes or no (Y/N, true/false, 1/0)"
-            found.add(column, Code.BAD_BOOLEAN, bad, message)
+            p.found.add(column, Code.BAD_BOOLEAN, bad, message)
 
-    def _contacts(
-        self,
-        cols: dict[str, pd.Series],
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        found: _Collector,
-    ) -> None:
+    def _contacts(self, p: _Pass) -> None:
         """Phones to E.164 (residence country as default region); e-mails normalised."""
-        regions = out["country_of_residence"]
+        regions = p.out["country_of_residence"]
         for column in PHONE_COLUMNS:
-            where = np.flatnonzero(present[column])
+            where = np.flatnonzero(p.present[column])
             if len(where) == 0:
                 continue
-            e164, ok = self._phones.normalise(_rows(cols[column], where), _rows(regions, where))
-            out[column] = columns.scatter(cols[column], [(where, e164)])
-            bad = np.zeros(len(cols[column]), dtype=bool)
+            e164, ok = self._phones.normalise(_rows(p.cols[column], where), _rows(regions, where))
+            p.out[column] = columns.scatter(p.cols[column], [(where, e164)])
+            bad = np.zeros(len(p.cols[column]), dtype=bool)
             bad[where[~ok]] = True
-            found.add(
+            p.found.add(
                 column,
                 Code.BAD_PHONE,
                 bad,
@@ -294,32 +280,26 @@ class Validator:
                 "or a national number of the country of residence)",
             )
         for column in EMAIL_COLUMNS:
-            where = np.flatnonzero(present[column])
+            where = np.flatnonzero(p.present[column])
             if len(where) == 0:
                 continue
-            normal, ok = self._emails.normalise(_rows(cols[column], where))
-            out[column] = columns.scatter(cols[column], [(where, normal)])
-            bad = np.zeros(len(cols[column]), dtype=bool)
+            normal, ok = self._emails.normalise(_rows(p.cols[column], where))
+            p.out[column] = columns.scatter(p.cols[column], [(where, normal)])
+            bad = np.zeros(len(p.cols[column]), dtype=bool)
             bad[where[~ok]] = True
-            found.add(column, Code.BAD_EMAIL, bad, f"{label(column)} is not valid")
+            p.found.add(column, Code.BAD_EMAIL, bad, f"{label(column)} is not valid")
 
-    def _ids(
-        self,
-        cols: dict[str, pd.Series],
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        found: _Collector,
-    ) -> None:
+    def _ids(self, p: _Pass) -> None:
         """ID numbers follow the format of their ID type (Emirates ID, passport)."""
-        id_type = out["id_type"]
-        number = cols["id_number"]
+        id_type = p.out["id_type"]
+        number = p.cols["id_number"]
         pieces: list[tuple[np.ndarray, pd.Series]] = []
         checks = (
             (EMIRATES_ID, lambda s: emirates_id_problems(s, self.today.year)),
             (PASSPORT, passport_problems),
         )
         for type_code, check in checks:
-            rows = np.flatnonzero((id_type == type_code).to_numpy() & present["id_number"])
+            rows = np.flatnonzero((id_type == type_code).to_numpy() & p.present["id_number"])
             if len(rows) == 0:
                 continue
             subset = _rows(number, rows)
@@ -332,63 +312,53 @@ class Validator:
                 taken |= mask
                 bad = np.zeros(len(number), dtype=bool)
                 bad[rows[first]] = True
-                found.add("id_number", Code.BAD_ID, bad, message)
-        out["id_number"] = columns.scatter(number, pieces)
+                p.found.add("id_number", Code.BAD_ID, bad, message)
+        p.out["id_number"] = columns.scatter(number, pieces)
 
-    def _files(
-        self, cols: dict[str, pd.Series], present: dict[str, np.ndarray], found: _Collector
-    ) -> None:
+    def _files(self, p: _Pass) -> None:
         """Document files exist inside the input folder, are JPEG/PNG/PDF, not too big."""
         for column in FILE_COLUMNS:
-            where = np.flatnonzero(present[column])
+            where = np.flatnonzero(p.present[column])
             if len(where) == 0:
                 continue
             by_code: dict[str, tuple[list[int], list[str]]] = {}
-            for pos, rel in zip(where.tolist(), cols[column].iloc[where].tolist(), strict=True):
+            for pos, rel in zip(where.tolist(), p.cols[column].iloc[where].tolist(), strict=True):
                 problem = self._documents.check(rel)
                 if problem is not None:
                     positions, messages = by_code.setdefault(problem[0], ([], []))
                     positions.append(pos)
                     messages.append(problem[1])
             for code, (positions, messages) in by_code.items():
-                mask = np.zeros(len(cols[column]), dtype=bool)
+                mask = np.zeros(len(p.cols[column]), dtype=bool)
                 mask[positions] = True
-                found.add(column, code, mask, messages)
+                p.found.add(column, code, mask, messages)
 
-    def _lengths(
-        self, out: dict[str, pd.Series], present: dict[str, np.ndarray], found: _Collector
-    ) -> None:
+    def _lengths(self, p: _Pass) -> None:
         """Values we would send fit the partner's limits (only where nothing else failed)."""
         for column, limit in MAX_LENGTHS.items():
-            if not present[column].any():
+            if not p.present[column].any():
                 continue
-            long = (out[column].str.len() > limit).to_numpy(dtype=bool, na_value=False)
-            earlier = found.failed.get(column)
+            long = (p.out[column].str.len() > limit).to_numpy(dtype=bool, na_value=False)
+            earlier = p.found.failed.get(column)
             if earlier is not None:
                 long = long & ~earlier
             message = f"{label(column)} is longer than {limit} characters"
-            found.add(column, Code.TOO_LONG, long, message)
+            p.found.add(column, Code.TOO_LONG, long, message)
 
-    def _duplicate_ids(
-        self,
-        out: dict[str, pd.Series],
-        present: dict[str, np.ndarray],
-        numbers: np.ndarray,
-        found: _Collector,
-    ) -> None:
+    def _duplicate_ids(self, p: _Pass, numbers: np.ndarray) -> None:
         """A (type, number) pair seen on an earlier row of the file marks this row."""
-        rows = np.flatnonzero(present["id_type"] & present["id_number"])
+        rows = np.flatnonzero(p.present["id_type"] & p.present["id_number"])
         if len(rows) == 0:
             return
         first = self._duplicates.first_rows_of_ids(
-            _rows(out["id_type"], rows), _rows(out["id_number"], rows), numbers[rows]
+            _rows(p.out["id_type"], rows), _rows(p.out["id_number"], rows), numbers[rows]
         )
         dup = first != 0
         if dup.any():
             mask = np.zeros(len(numbers), dtype=bool)
             mask[rows[dup]] = True
             messages = [f"same ID as row {r}" for r in first[dup].tolist()]
-            found.add("id_number", Code.DUPLICATE_IN_FILE, mask, messages)
+            p.found.add("id_number", Code.DUPLICATE_IN_FILE, mask, messages)
 
 
 def _rows(values: pd.Series, where: np.ndarray) -> pd.Series:

@@ -112,6 +112,18 @@ class FlowPolicy:
         )
 
 
+# Answers of :meth:`AsyncBatchStore.claim_create`.
+HELD, CLAIMED, LOOK_AGAIN, FINISHED = 0, 1, 2, 3
+# Answers that mean the partner's gateway gave up waiting, not that the create ended.
+_GATEWAY_TIMEOUTS = frozenset({"http_408", "http_504"})
+
+
+def still_running(answer: Transient) -> bool:
+    """True when a create got no real answer (timeout, dropped connection, gateway timeout):
+    the partner may still be processing it and land it later."""
+    return answer.in_doubt and (answer.code is None or answer.code in _GATEWAY_TIMEOUTS)
+
+
 def backoff_delay(policy: FlowPolicy, failures: int, retry_after: float | None) -> float:
     """Seconds before the next try: exponential with jitter, never less than Retry-After."""
     ceiling = min(policy.backoff_max_seconds, policy.backoff_base_seconds * 2.0 ** (failures - 1))
@@ -132,6 +144,8 @@ class _Row:
         # (ledger written when done, "create sent" dropped, claim released).
         self.settle_customer = False
         self.ledger: LedgerEntry | None = None
+        # Another owner's create attempt our latest lookup began after (see claim_create).
+        self.acknowledged = ""
 
     @property
     def attempts(self) -> int:
@@ -229,10 +243,21 @@ async def _lookup_then_onboard(
         # The claim is taken inside the rate slot so it is held only for the HTTP call
         # itself, never while queueing for the limiter: its TTL must outlast the call.
         async with limiter.slot():
-            claimed = await store.begin_create(
-                row.id_type, row.id_number, owner, row.batch_id, policy.claim_ttl_seconds
+            claim, seen = await store.claim_create(
+                row.id_type, row.id_number, owner, state.calls["onboard"] + 1,
+                state.acknowledged, policy.claim_ttl_seconds,
             )
-            created = await client.onboard(row.body) if claimed else None
+            created = await client.onboard(row.body) if claim == CLAIMED else None
+        if claim == FINISHED:
+            # Another worker finished this customer while we looked it up.
+            ledger = LedgerEntry.from_json(seen)
+            return state.result(ledger.outcome, ecrn=ledger.ecrn)
+        if claim == LOOK_AGAIN:
+            # Our "not found" may be stale: another worker's create ended (landed, or in
+            # doubt) after our lookup may have begun. Only a fresh lookup can tell; the
+            # attempt is acknowledged so that lookup may lead to our own create.
+            state.acknowledged = seen
+            continue
         if created is None:
             # Another worker is creating this customer right now: wait until it has an
             # answer (or its claim expired), then start again at the lookup.
@@ -287,9 +312,16 @@ async def _settle(
         )
 
     transient = answer if isinstance(answer, Transient) else Transient("unexpected_result")
-    if creating:
-        # The create's fate is unknown: keep "create sent" so the next lookup can tell, but
-        # let go of the claim so nobody waits on us during the backoff.
+    if creating and still_running(transient):
+        # No answer at all: the partner may still be working on the create and land it
+        # later, after any lookup made now. The claim stays ours for another full TTL, so
+        # no create (not even our own retry) goes out before that; a lookup may still
+        # find the customer and settle the row sooner.
+        await store.hold_claim(row.id_type, row.id_number, owner, policy.claim_ttl_seconds)
+    elif creating:
+        # The partner answered, so the create is over; whether it landed is unknown: keep
+        # "create sent" so the next lookup can tell, but let go of the claim so nobody
+        # waits on us during the backoff.
         await store.release_claim(row.id_type, row.id_number, owner)
     state.failures += 1
     if state.failures >= policy.max_attempts:

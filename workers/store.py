@@ -358,6 +358,40 @@ return 0
 """
 
 
+# KEYS: claim, create_sent, ledger. ARGV: owner, attempt, acknowledged marker, claim ttl,
+# state ttl. The create claim, fenced against a stale "not found": a lookup made while
+# another create was in flight can say "not found" although that create then landed.
+# "Create sent" names the latest attempt (owner/n). Answers {code, value}:
+# {0, ''} someone holds the claim (wait); {1, ''} claimed, the marker names ``attempt``;
+# {3, ledger} the customer was finished meanwhile; {2, marker} another owner's attempt
+# ended after our lookup may have begun: look up again, then call again acknowledging it.
+_CLAIM_CREATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, ''}
+end
+local done = redis.call('GET', KEYS[3])
+if done then
+  return {3, done}
+end
+local marker = redis.call('GET', KEYS[2])
+if marker and marker ~= ARGV[3] and string.sub(marker, 1, #ARGV[1] + 1) ~= ARGV[1] .. '/' then
+  return {2, marker}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[5]))
+return {1, ''}
+"""
+
+# KEYS: claim. ARGV: owner, ttl. Keep our own claim for another ttl (a create with no answer
+# may still be running at the partner).
+_HOLD_CLAIM_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+
 class _Base:
     """Key names, TTL and argument building shared by the sync and async stores."""
 
@@ -682,6 +716,8 @@ class AsyncBatchStore(_Base):
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
         self._begin_create = client.register_script(_BEGIN_CREATE_LUA)
+        self._claim_create = client.register_script(_CLAIM_CREATE_LUA)
+        self._hold_claim = client.register_script(_HOLD_CLAIM_LUA)
         self._finish_row = client.register_script(_FINISH_ROW_LUA)
         self.batcher = ScriptBatcher.of(client)
 
@@ -779,6 +815,28 @@ class AsyncBatchStore(_Base):
         keys = [self.keys.claim(id_type, id_number), self.keys.create_sent(id_type, id_number)]
         args: list[str | int] = [owner, claim_ttl, batch_id, self.ttl]
         return bool(await self.batcher.call(self._begin_create, keys, args))
+
+    async def claim_create(
+        self, id_type: str, id_number: str, owner: str, attempt: int, acknowledged: str,
+        claim_ttl: int,
+    ) -> tuple[int, str]:
+        """The create claim, fenced (see ``_CLAIM_CREATE_LUA``): ``(1, "")`` claimed,
+        ``(0, "")`` held by someone, ``(3, ledger json)`` finished meanwhile, ``(2, marker)``
+        look up again and pass ``marker`` as ``acknowledged`` next time."""
+        keys = [
+            self.keys.claim(id_type, id_number), self.keys.create_sent(id_type, id_number),
+            self.keys.ledger(id_type, id_number),
+        ]
+        args: list[str | int] = [
+            owner, f"{owner}/{attempt}", acknowledged, claim_ttl, self.ttl,
+        ]
+        code, value = await self.batcher.call(self._claim_create, keys, args)
+        return int(code), value.decode() if isinstance(value, bytes) else str(value)
+
+    async def hold_claim(self, id_type: str, id_number: str, owner: str, ttl: int) -> bool:
+        """Keep our claim ``ttl`` more seconds (False when it is no longer ours)."""
+        keys = [self.keys.claim(id_type, id_number)]
+        return bool(await self.batcher.call(self._hold_claim, keys, [owner, ttl]))
 
     async def claim_owner(self, id_type: str, id_number: str) -> str | None:
         """Who holds the create claim now, if anyone."""

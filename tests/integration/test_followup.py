@@ -2,7 +2,8 @@
 subprocess and the sandbox; the rows left KYC PENDING / AML Under Investigation are kept,
 the status GET is called for those only, and the report gains the latest two statuses."""
 
-# The fixtures are shared with test_rerun by import; pytest passes them by name, which ruff
+# The worker and sandbox fixtures are shared with test_rerun by import (``sample`` comes
+# from tests/integration/conftest.py); pytest passes them by name, which ruff
 # reads as redefinitions.
 # ruff: noqa: F811
 
@@ -12,11 +13,10 @@ import subprocess
 from pathlib import Path
 
 import redis
+from support import ONBOARD
 from test_rerun import (  # noqa: F401  (fixtures used by name)
-    ONBOARD,
     by_row,
     first_run,
-    sample,
     sandbox,
     settings,
 )

@@ -37,10 +37,11 @@ class PipelineRunner:
     """Runs a drop-folder file as one pipeline batch (see :class:`~pipeline.watch.BatchRunner`).
 
     Resuming: ``submit`` for a batch whose whole file was already enqueued does nothing; for
-    one whose enqueueing was cut short it submits the file again under the same batch id.
-    Rows that already have an outcome keep it (the store records the first outcome only and
-    the task skips recorded rows) and the ledger and create claim keep any customer from
-    being created twice, so the batch still completes once.
+    one whose enqueueing was cut short it continues the enqueue (``submit_file(resume=
+    True)``): the messages the batch's cursor counts as sent are not sent again, so no row
+    is worked on twice at once. A batch Redis no longer knows is submitted afresh under the
+    same id; rows that already have an outcome keep it and the ledger and the fenced create
+    claim keep any customer from being created twice.
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class PipelineRunner:
             submit_file(
                 path, app=self.app, store=self.store, settings=self.settings,
                 column_map=self.column_map, master_data_dir=self.master_data_dir,
-                sheet=self.sheet, batch_id=batch_id,
+                sheet=self.sheet, batch_id=batch_id, resume=state is not None,
             )
         except UnusableInput as exc:
             raise UnusableFile(_without_folder(str(exc), path)) from None

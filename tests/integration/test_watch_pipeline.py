@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from keyspace import IsolatedRedis
 
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
 from workers.store import BatchStore
@@ -41,12 +42,14 @@ def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> 
 
 
 @pytest.fixture()
-def env(redis_url: str) -> Iterator[dict[str, str]]:
-    """Environment of the worker and watcher processes: shared Redis, sandbox, slow rate."""
+def env(isolated_redis: IsolatedRedis) -> Iterator[dict[str, str]]:
+    """Environment of the worker and watcher processes: the test's own keyspace and queue
+    (a flush of the shared test database by a concurrent test run must not wipe the
+    batch's claims and markers), the sandbox, a slow rate."""
     with run_sandbox(latency_ms=20) as sandbox:
-        values = dict(os.environ)
+        values = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+        values.update(isolated_redis.env())
         values.update({
-            "ONBOARD_REDIS_URL": redis_url,
             "ONBOARD_PARTNER__BASE_URL": sandbox.base_url,
             "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
             "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
@@ -95,14 +98,14 @@ def drop(folder: Path, source: Path) -> None:
 
 
 def test_watcher_killed_mid_batch_resumes_and_the_batch_completes_once(
-    env: dict[str, str], redis_url: str, tmp_path: Path
+    env: dict[str, str], isolated_redis: IsolatedRedis, tmp_path: Path
 ) -> None:
     """SIGKILL the watcher mid-batch; the next one continues the same batch to one report."""
     import httpx
 
     folder = tmp_path / "drop"
     log = tmp_path / "processes.log"
-    store = BatchStore(redis.Redis.from_url(redis_url))
+    store = BatchStore(redis.Redis.from_url(isolated_redis.url), prefix=isolated_redis.prefix)
     worker = onboard(["worker", "--concurrency", "2"], env, log)
     watcher = onboard(["watch", str(folder)], env, log)
     try:
@@ -169,3 +172,55 @@ def test_watch_on_a_file_instead_of_a_folder_is_one_line_exit_2(tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith(f"error: {not_a_folder}: not a directory")
+
+
+def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
+    isolated_redis: IsolatedRedis, tmp_path: Path
+) -> None:
+    """A batch whose enqueue was cut short (what a watcher killed mid-submit leaves: the
+    cursor at 3 messages, no ``enqueue_done``) is continued by the runner's ``submit``: only
+    the remaining messages go out, every chunk is delivered once, the batch completes and
+    no customer is created twice."""
+    from support import copy_sample, sandbox_settings
+
+    from pipeline.watch_pipeline import PipelineRunner
+    from workers.embedded import in_process_worker
+    from workers.tasks import close_runtime, make_worker_app
+
+    url, prefix = isolated_redis.url, isolated_redis.prefix
+    source = copy_sample(tmp_path)
+    client = redis.Redis.from_url(url)
+    store = BatchStore(client, prefix=prefix)
+    with run_sandbox() as sandbox:
+        settings = sandbox_settings(
+            url, prefix, sandbox.base_url, rows_per_message=5, backoff_base_seconds=0.05,
+        )
+        app = make_worker_app(settings, broker_url=url, redis_url=url)
+        try:
+            runner = PipelineRunner(app=app, store=store, settings=settings)
+            batch_id = runner.open_batch(source)
+            runner.submit(batch_id, source)
+            meta = store.keys.meta(batch_id)
+            sent = int(client.hget(meta, "messages_enqueued") or 0)
+            assert sent > 3 and client.llen(prefix) == sent
+            # Cut short after three messages: kombu pushes on the left, so the three oldest
+            # are the rightmost.
+            client.ltrim(prefix, -3, -1)
+            client.hset(meta, mapping={"messages_enqueued": 3, "total_rows": 0})
+            client.hdel(meta, "enqueue_done")
+            assert not batch_state(store, batch_id).complete  # type: ignore[union-attr]
+
+            runner.submit(batch_id, source)
+            assert client.llen(prefix) == sent
+            assert int(client.hget(meta, "messages_enqueued") or 0) == sent
+            with in_process_worker(app, concurrency=2):
+                poll(lambda: batch_state(store, batch_id).complete,  # type: ignore[union-attr]
+                     "the batch to complete")
+        finally:
+            close_runtime(app)
+        poll(lambda: sandbox.stats()["in_flight"] == 0, "the partner to finish every call")
+        stats = sandbox.stats()
+    deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
+    client.close()
+    assert sorted(deliveries) == [1] * sent
+    assert stats["creates"] > 0 and stats["duplicate_creates"] == 0

@@ -35,6 +35,8 @@ OUTBOX = "outbox"
 DONE = "done"
 FAILED = "failed"
 SUBDIRS = (INBOX, PROCESSING, OUTBOX, DONE, FAILED)
+# Where the ID scans that dropped files name live (read only; may be a link to a share).
+DOCUMENTS = "documents"
 
 STATE_FILE = ".watch-state.json"
 LOCK_FILE = ".watch.lock"
@@ -89,6 +91,13 @@ class Layout:
         return self.root / FAILED
 
     @property
+    def documents(self) -> Path:
+        """The default folder of the ID scans rows name (``docs/front.png`` in a row is
+        ``documents/docs/front.png``): a dropped file sits in ``processing/`` while it runs,
+        so paths relative to its own folder would find nothing there."""
+        return self.root / DOCUMENTS
+
+    @property
     def state_file(self) -> Path:
         """The sha256 → batch map that survives restarts."""
         return self.root / STATE_FILE
@@ -101,7 +110,7 @@ class Layout:
     def create(self) -> None:
         """Create the folder and its sub-directories; a one-line error when that fails."""
         try:
-            for sub in SUBDIRS:
+            for sub in (*SUBDIRS, DOCUMENTS):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             message = f"{self.root}: not a directory (or a sub-folder is a file)"

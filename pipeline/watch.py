@@ -4,6 +4,9 @@ Files dropped into ``DIR/inbox/`` are taken once they have arrived (see
 :class:`pipeline.dropfolder.SettleTracker`), moved to ``processing/``, run as one batch each,
 and end as ``outbox/<stem>.<batch_id>.report.csv`` (+ ``.summary.json``) with the input in
 ``done/``; an unusable file goes to ``failed/`` with ``<name>.error.txt``.
+ID scans a row names (``id_front_file``) are looked up under ``DIR/documents/`` (or
+``ONBOARD_WATCH__DOCUMENTS_DIR``), never outside it: the file itself runs from
+``processing/``, where nothing else lives.
 
 The watcher does not run batches itself: it drives a :class:`BatchRunner` (the real one,
 over the queue and the workers, is built by the ``watch`` command), so the mechanics here are
@@ -69,6 +72,9 @@ class WatchSettings(BaseSettings):
     remember_days: float = Field(default=90.0, gt=0)
     # Completion is polled at this interval by the real runner.
     completion_poll_seconds: float = Field(default=0.5, gt=0)
+    # Where the ID scans rows name are found (paths may not leave it); default
+    # <folder>/documents.
+    documents_dir: Path | None = None
 
 
 class UnusableFile(Exception):

@@ -54,6 +54,7 @@ class PipelineRunner:
         master_data_dir: Path | None = None,
         sheet: str | None = None,
         poll_seconds: float = 0.5,
+        documents_dir: Path | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -62,6 +63,8 @@ class PipelineRunner:
         self.master_data_dir = master_data_dir
         self.sheet = sheet
         self.poll_seconds = poll_seconds
+        # ID scan paths resolve here, not next to the file in processing/.
+        self.documents_dir = documents_dir
 
     def open_batch(self, path: Path) -> str:
         """A fresh batch id; the batch itself is created by ``submit``."""
@@ -81,6 +84,7 @@ class PipelineRunner:
                 path, app=self.app, store=self.store, settings=self.settings,
                 column_map=self.column_map, master_data_dir=self.master_data_dir,
                 sheet=self.sheet, batch_id=batch_id, resume=state is not None,
+                documents_dir=self.documents_dir,
             )
         except UnusableInput as exc:
             raise UnusableFile(_without_folder(str(exc), path)) from None
@@ -188,6 +192,7 @@ def _watch(
             column_map=column_map.resolve() if column_map else None,
             master_data_dir=master_data_dir.resolve() if master_data_dir else None,
             sheet=sheet, poll_seconds=watch_settings.completion_poll_seconds,
+            documents_dir=(watch_settings.documents_dir or Layout(folder).documents).resolve(),
         )
         watcher = stack.enter_context(
             Watcher(folder, runner, watch_settings, on_finish=lambda job: echo(describe_job(job)))

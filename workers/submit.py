@@ -165,6 +165,7 @@ def submit_file(
     select: Mapping[int, int] | None = None,
     parent_batch_id: str = "",
     resume: bool = False,
+    documents_dir: Path | None = None,
 ) -> Submission:
     """Validate ``path``, open a batch, record invalid rows, enqueue the valid ones.
 
@@ -172,6 +173,8 @@ def submit_file(
     to the batch, under those numbers. ``resume`` with the ``batch_id`` of a batch whose
     enqueue was cut short continues it: the messages its cursor counts as sent are not sent
     again (the file must be unchanged; validation uses the batch's original date).
+    ``documents_dir`` is where the ID scans rows name are looked up (paths may not leave
+    it); by default the input file's folder.
 
     Raises :class:`SubmitError` (one line) when the file, the column map or the master data
     cannot be used. A file found broken mid-way (a ragged line) leaves a batch whose meta
@@ -210,8 +213,9 @@ def submit_file(
         if marks[1] and today is None:
             today = date.fromisoformat(marks[1].decode())
     today = today or date.today()
-    validator = Validator(master, rules, base_dir=spec.path.parent, today=today)
-    documents = _Documents(spec.path.parent)
+    scans = documents_dir.resolve() if documents_dir is not None else spec.path.parent
+    validator = Validator(master, rules, base_dir=scans, today=today)
+    documents = _Documents(scans)
     sub = Submission(
         batch_id=batch_id or new_batch_id(), file_name=path.name, sha256=info.sha256,
         master_data_version=master.version, format=info.format,
@@ -225,7 +229,7 @@ def submit_file(
         store.update_meta(
             sub.batch_id, input_path=str(spec.path), sheet=info.sheet or "",
             column_map=str(spec.column_map or ""), master_data_dir=str(rules.master_data_dir),
-            format=info.format, validated_on=today.isoformat(),
+            format=info.format, validated_on=today.isoformat(), documents_dir=str(scans),
         )
     per_message = settings.pipeline.rows_per_message
     log.info("batch.submit", batch_id=sub.batch_id, file=path.name, format=info.format)

@@ -224,3 +224,48 @@ def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
     client.close()
     assert sorted(deliveries) == [1] * sent
     assert stats["creates"] > 0 and stats["duplicate_creates"] == 0
+
+
+def test_scans_of_a_dropped_file_are_found_in_the_documents_folder(
+    isolated_redis: IsolatedRedis, tmp_path: Path
+) -> None:
+    """A file running from ``processing/`` finds the scans its rows name under the drop
+    folder's ``documents/``: as many rows are valid as when the scans sit next to the file,
+    whereas resolved next to the file in ``processing/`` they would be missing."""
+    import shutil
+
+    from support import copy_sample, sandbox_settings
+
+    from pipeline.dropfolder import Layout
+    from pipeline.outcomes import Outcome
+    from pipeline.watch_pipeline import PipelineRunner
+    from workers.tasks import close_runtime, make_worker_app
+
+    url, prefix = isolated_redis.url, isolated_redis.prefix
+    beside = copy_sample(tmp_path)  # input/customers.csv with input/docs/...
+    layout = Layout(tmp_path / "drop")
+    layout.create()
+    shutil.copytree(beside.parent / "docs", layout.documents / "docs")
+    dropped = layout.processing / beside.name
+    shutil.copy(beside, dropped)
+    client = redis.Redis.from_url(url)
+    store = BatchStore(client, prefix=prefix)
+    settings = sandbox_settings(url, prefix, "http://127.0.0.1:9", rows_per_message=5)
+    app = make_worker_app(settings, broker_url=url, redis_url=url)
+    try:
+        def invalid(path: Path, documents: Path | None) -> tuple[int, str]:
+            runner = PipelineRunner(app=app, store=store, settings=settings,
+                                    documents_dir=documents)
+            batch_id = runner.open_batch(path)
+            runner.submit(batch_id, path)
+            codes = " ".join(r.error_code for r in store.iter_rows(batch_id))
+            return store.counts(batch_id).get(Outcome.INVALID, 0), codes
+
+        expected, _ = invalid(beside, None)
+        found, _ = invalid(dropped, layout.documents)
+        lost, codes = invalid(dropped, None)
+    finally:
+        close_runtime(app)
+        client.close()
+    assert found == expected
+    assert lost > expected and "file_missing" in codes

@@ -455,3 +455,19 @@ def test_watcher_mechanics_import_no_queue_or_http_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_layout_creates_a_documents_folder_that_may_be_a_link(tmp_path: Path) -> None:
+    """``create()`` makes ``documents/`` for the ID scans; unlike the moving sub-folders it
+    may be a link (scans often live on a share), since files are only read from it."""
+    share = tmp_path / "share"
+    share.mkdir()
+    root = tmp_path / "drop"
+    root.mkdir()
+    (root / "documents").symlink_to(share)
+    layout = df.Layout(root)
+    layout.create()
+    assert layout.documents == root / "documents" and layout.documents.resolve() == share
+    fresh = df.Layout(tmp_path / "other")
+    fresh.create()
+    assert fresh.documents.is_dir() and not fresh.documents.is_symlink()

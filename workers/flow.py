@@ -10,6 +10,10 @@ queue produce each customer at most once:
   marked; its fate is in doubt until a final answer, and a lost answer (502, timeout, reset)
   leads back to the *lookup*, never to a blind second create; a lookup that finds the
   customer while "create sent" is marked means our create landed: ``onboarded``;
+- a "not found" goes stale when another worker's create ends after our lookup began: the
+  claim is fenced (``claim_create``), so such a lookup is made again before any create; a
+  create that got no answer at all may still land later, so its claim is kept another TTL
+  and nobody (not even its own retry) creates again before a later lookup;
 - transient trouble is retried with exponential backoff and jitter, honouring
   ``Retry-After`` (a 429 pauses every worker through the limiter), up to ``max_attempts``
   transient answers, then ``failed`` with ``partner_unavailable``.

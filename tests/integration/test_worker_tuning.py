@@ -15,7 +15,7 @@ import redis
 import uvloop
 
 from pipeline.settings import PipelineSettings, Settings
-from workers.app import COMPRESSION, celery_config, make_app
+from workers.app import COMPRESSION, SERIALIZER, celery_config, make_app
 from workers.runtime import SWITCH_INTERVAL, Runtime, tune_switch_interval
 from workers.tasks import PROCESS_CHUNK, chunk_message
 
@@ -78,8 +78,12 @@ def test_switch_interval_is_never_lengthened(default_switch_interval: None) -> N
 
 
 def test_celery_config_compresses_messages(redis_url: str) -> None:
-    """Every message the app sends is compressed with the project's zlib method."""
-    assert celery_config(_settings(redis_url))["task_compression"] == COMPRESSION
+    """Every message the app sends is written by orjson and compressed with the project's
+    zlib method; kombu's plain JSON is still accepted."""
+    conf = celery_config(_settings(redis_url))
+    assert conf["task_compression"] == COMPRESSION
+    assert conf["task_serializer"] == SERIALIZER
+    assert set(conf["accept_content"]) == {SERIALIZER, "json"}
 
 
 def test_chunk_message_is_compressed_in_redis_and_decodes_intact(redis_url: str) -> None:
@@ -96,6 +100,7 @@ def test_chunk_message_is_compressed_in_redis_and_decodes_intact(redis_url: str)
         assert isinstance(raw, bytes)
         envelope = json.loads(raw)
         assert envelope["headers"]["compression"] == "application/x-onboard-zlib"
+        assert envelope["content-type"] == "application/x-onboard-json"
         assert len(raw) * 4 < len(json.dumps(message))
 
         with app.connection_for_read() as connection:
@@ -107,3 +112,19 @@ def test_chunk_message_is_compressed_in_redis_and_decodes_intact(redis_url: str)
         assert client.llen(queue) == 0
     finally:
         client.close()
+
+
+def test_message_in_kombu_json_is_still_accepted(redis_url: str) -> None:
+    """A chunk written with kombu's plain JSON (queued by an earlier version) decodes on the
+    consumer's side as before."""
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    app = make_app(_settings(redis_url, queue))
+    message = chunk_message("2026-11-27-1540-abcdef", "c1", _rows(3))
+    app.send_task(PROCESS_CHUNK, args=[message], serializer="json")
+    with app.connection_for_read() as connection:
+        delivered = connection.default_channel.basic_get(queue)
+        assert delivered is not None
+        assert delivered.content_type == "application/json"
+        args, _, _ = delivered.decode()
+        delivered.ack()
+    assert args == [message]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.settings import PipelineSettings, Settings
-from workers.app import ConfigError, celery_config, make_app
+from workers.app import SERIALIZER, ConfigError, celery_config, make_app
 
 URL = "redis://127.0.0.1:6379/3"
 
@@ -28,7 +28,7 @@ def test_delivery_semantics_are_at_least_once_with_prefetch_one() -> None:
     assert conf["task_ignore_result"] is True
     assert conf["result_backend"] is None
     assert conf["broker_connection_retry_on_startup"] is True
-    assert conf["task_serializer"] == "json" and conf["accept_content"] == ["json"]
+    assert conf["task_serializer"] == SERIALIZER and conf["accept_content"] == [SERIALIZER, "json"]
     assert conf["worker_disable_rate_limits"] is True
 
 

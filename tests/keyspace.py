@@ -44,6 +44,10 @@ def isolated_keyspace(redis_base_url: str, db: int = ISOLATED_DB) -> Iterator[Is
         try:
             for key in client.scan_iter(match=f"{where.prefix}*", count=1000):
                 client.delete(key)
-            client.delete(f"_kombu.binding.{where.prefix}")
+            # kombu's queue bindings live outside the prefix (names vary by kombu version).
+            client.delete(
+                f"_kombu.binding.{where.prefix}", f"_kombu.binding_permanent.{where.prefix}"
+            )
+            client.zrem("_kombu.binding_deadlines", where.prefix)
         finally:
             client.close()

@@ -84,6 +84,9 @@ def server() -> Iterator[SandboxHandle]:
 def sandbox(server: SandboxHandle) -> SandboxHandle:
     """The module's sandbox with baseline knobs, no customers but the pre-loaded one,
     zeroed counters and no live tokens."""
+    # A call an earlier test left hanging (slow ID, timeout fault) would otherwise finish
+    # after the reset and be counted in this test's counters.
+    wait_for(lambda: server.stats()["in_flight"] == 0, timeout=40.0)
     server.configure(**BASELINE)
     server.revoke_tokens()
     server.reset()

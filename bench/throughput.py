@@ -4,6 +4,9 @@
     .venv/bin/python bench/throughput.py --workers 2        # pipeline side on two processes
     .venv/bin/python bench/throughput.py --rows 5000 --skip-baseline --skip-pipeline
     .venv/bin/python bench/throughput.py --submit-rows 1000000   # only the submit figure
+    # the worker as before its tuning (alternate with a plain run):
+    .venv/bin/python bench/throughput.py --skip-harness --switch-interval 0.005 \
+        --asyncio-loop --compression none --serializer json
 
 Every side makes the same two calls per row (lookup, then onboard) for the same rows, at the
 same total of requests in flight, against its own fresh sandbox with the same latency:
@@ -20,9 +23,10 @@ same total of requests in flight, against its own fresh sandbox with the same la
   ``onboard worker`` processes (in flight split between them) until the batch is complete.
 
 Printed: rows/s for each side, the ratio to the baseline (target ≥ 0.8), the theoretical limit
-(in flight / latency, two calls per row), CPU per row, token grants, peak RSS, the Redis bytes
-of batch state per row and of the queue per queued row. ``--submit-rows N`` times
-``onboard submit`` alone (validate + enqueue) on N generated rows, with its peak RSS.
+(in flight / latency, two calls per row), CPU per row (the worker's too), token grants, peak
+RSS, the Redis bytes of batch state per row and of the queue per queued row.
+``--submit-rows N`` times ``onboard submit`` alone (validate + enqueue) on N generated rows,
+with its peak RSS.
 Batches use Redis databases 13 (harness) and 12 (pipeline) under a fresh key prefix and queue
 per run, deleted afterwards.
 """
@@ -51,7 +55,8 @@ PIPELINE_REDIS_URL = "redis://127.0.0.1:6379/12"
 ONBOARD = str(Path(sys.executable).parent / "onboard")
 # `onboard` with the worker's tuning changed, for before/after runs in one tree (argv: a JSON
 # object of knobs, then the CLI's argv). Knobs: "switch_interval" (seconds; 0.005 is Python's
-# default), "loop" ("asyncio" instead of uvloop), "compression" (a kombu name, or "none").
+# default), "loop" ("asyncio" instead of uvloop), "compression" (a kombu name, or "none"),
+# "serializer" (a kombu name: "json" is kombu's own).
 ONBOARD_WITH_KNOBS = """
 import asyncio, json, sys
 import workers.app, workers.runtime
@@ -62,6 +67,8 @@ if knobs.get("loop") == "asyncio":
     workers.runtime.new_loop = asyncio.new_event_loop
 if "compression" in knobs:
     workers.app.COMPRESSION = None if knobs["compression"] == "none" else knobs["compression"]
+if "serializer" in knobs:
+    workers.app.SERIALIZER = knobs["serializer"]
 sys.argv = ["onboard", *sys.argv[2:]]
 from pipeline.cli import main
 main()
@@ -295,6 +302,8 @@ def knobs(args: argparse.Namespace) -> dict[str, Any]:
         chosen["loop"] = "asyncio"
     if args.compression:
         chosen["compression"] = args.compression
+    if args.serializer:
+        chosen["serializer"] = args.serializer
     return chosen
 
 
@@ -499,6 +508,7 @@ def main() -> None:
     parser.add_argument(
         "--compression", help="messages compressed with this kombu method ('none': plain)"
     )
+    parser.add_argument("--serializer", help="messages written with this kombu serializer")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-harness", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
@@ -594,7 +604,7 @@ def submit_figure(n: int, chosen: dict[str, Any]) -> None:
         finally:
             _cleanup(tag)
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load avg {os.getloadavg()[0]:.1f}, "
-          f"compression {chosen.get('compression', 'as shipped')}")
+          f"message tuning {chosen or 'as shipped'}")
     print(f"onboard submit of {n:,} rows: {seconds:.1f} s ({n / seconds:,.0f} rows/s), "
           f"peak RSS {peak:.0f} MB (targets: ≤ 60 s, ≤ 500 MB); batch {batch}")
     print(f"  queue: {messages:,} messages, {queue_bytes / 1e6:,.0f} MB in Redis "

@@ -41,7 +41,9 @@ def test_two_thousand_rows_with_faults_end_once_each_without_duplicate_creates(
             },
             state_dir=tmp_path / "state", rows_per_message=50, max_attempts=8,
             backoff_base_seconds=0.01, backoff_max_seconds=0.1,
-            rate_limit_per_second=5000, claim_ttl_seconds=10,
+            # A create that timed out keeps its claim this long (it may still land), so the
+            # shortest claim the timeouts above allow (> 3.3 s) keeps the test short.
+            rate_limit_per_second=5000, claim_ttl_seconds=4,
         )
         started = time.monotonic()
         result = run_file(

@@ -140,8 +140,13 @@ class PipelineSettings(BaseModel):
     # Redis redelivers an unacknowledged message after this long; every time limit and
     # retry countdown stays far below it so a slow task is never run twice at once.
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
-    task_soft_time_limit_seconds: int = Field(default=600, gt=0)
-    task_time_limit_seconds: int = Field(default=660, gt=0)
+    # A chunk's rows run concurrently, so a chunk takes as long as its slowest row. Worst
+    # case with the defaults: 5 attempts x (lookup and create each up to the 95 s of partner
+    # timeouts + a 120 s claim hold after a create with no answer + 30 s backoff) = 1,700 s;
+    # the limits sit above that (a chunk cut off mid-row is retried, then becomes poison)
+    # and below half the visibility timeout.
+    task_soft_time_limit_seconds: int = Field(default=1750, gt=0)
+    task_time_limit_seconds: int = Field(default=1790, gt=0)
     # Deliveries of one chunk before it counts as poison and its rows become failed.
     max_deliveries: int = Field(default=3, ge=1)
     # Embedded Redis (used when ONBOARD_REDIS_URL is unset).

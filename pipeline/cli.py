@@ -258,6 +258,19 @@ def status(
 
 
 @app.command()
+def recover(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
+    """Re-enqueue the rows of a batch that have no outcome yet (e.g. a message lost when a
+    worker was killed); safe at any time, rows with an outcome are not sent again."""
+    from pipeline.recover import recover_command
+
+    _logging()
+    code, line = recover_command(batch)
+    if code:
+        _fail(line, code)
+    print(line)
+
+
+@app.command()
 def report(
     batch: BatchId,
     out: OutDir = REPORTS,

@@ -234,10 +234,18 @@ def follow_and_report(
     """
     from pipeline.batch_report import write_batch_report
     from pipeline.progress import follow
+    from pipeline.recover import StallWatch, recover_batch
 
+    # Rows whose message was lost (a SIGKILLed worker) are sent again once the batch stalls.
+    stall = StallWatch(
+        env.store, batch_id,
+        lambda: recover_batch(env.store, env.app, env.settings, batch_id),
+        queue=env.settings.pipeline.queue,
+        stall_seconds=env.settings.pipeline.recover_stall_seconds,
+    )
     error: str | None = None
     try:
-        follow(env.store, batch_id, console=console, timeout=timeout)
+        follow(env.store, batch_id, console=console, timeout=timeout, check=stall)
     except TimeoutError as exc:
         error = str(exc)
     report = write_batch_report(env.store, batch_id, out_dir, settings=env.settings)

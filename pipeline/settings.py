@@ -149,6 +149,9 @@ class PipelineSettings(BaseModel):
     task_time_limit_seconds: int = Field(default=1790, gt=0)
     # Deliveries of one chunk before it counts as poison and its rows become failed.
     max_deliveries: int = Field(default=3, ge=1)
+    # A fully enqueued batch with no new outcome for this long, an empty queue and nothing
+    # unacknowledged has lost messages: the follow loop re-enqueues its rows with no outcome.
+    recover_stall_seconds: float = Field(default=60.0, gt=0)
     # Embedded Redis (used when ONBOARD_REDIS_URL is unset).
     state_dir: Path = Field(default_factory=_default_state_dir)
     embedded_persist: bool = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -61,6 +61,9 @@ class Submission:
     sha256: str = ""
     master_data_version: str = ""
     format: str = ""
+    # Chunk ids are this plus the message number; a recovery uses its own so the per-chunk
+    # delivery counters (poison detection) of the first sending are not added to.
+    chunk_prefix: str = "c"
 
 
 @dataclass(slots=True)
@@ -166,6 +169,7 @@ def submit_file(
     parent_batch_id: str = "",
     resume: bool = False,
     documents_dir: Path | None = None,
+    recorded: Container[int] | None = None,
 ) -> Submission:
     """Validate ``path``, open a batch, record invalid rows, enqueue the valid ones.
 
@@ -175,6 +179,10 @@ def submit_file(
     again (the file must be unchanged; validation uses the batch's original date).
     ``documents_dir`` is where the ID scans rows name are looked up (paths may not leave
     it); by default the input file's folder.
+
+    ``recorded`` (a recovery, with the ``batch_id`` of a fully enqueued batch) holds the
+    batch row numbers that already have an outcome: every other row is sent again, in
+    messages of their own; the batch's meta, totals and enqueue cursor are left as they are.
 
     Raises :class:`SubmitError` (one line) when the file, the column map or the master data
     cannot be used. A file found broken mid-way (a ragged line) leaves a batch whose meta
@@ -201,7 +209,10 @@ def submit_file(
     except OSError as exc:
         raise SubmitError(f"{exc.filename or path}: {exc.strerror or exc}") from None
     info = table.info
-    previous = store.get_meta(batch_id) if resume and batch_id else None
+    recovering = recorded is not None
+    previous = store.get_meta(batch_id) if (resume or recovering) and batch_id else None
+    if recovering and previous is None:
+        raise SubmitError(f"batch {batch_id}: unknown (or expired) batch")
     sent_before = 0
     if previous is not None and batch_id:
         if previous.sha256 != info.sha256:
@@ -209,7 +220,7 @@ def submit_file(
         marks = cast(list[bytes | None], store.r.hmget(
             store.keys.meta(batch_id), ["messages_enqueued", "validated_on"]
         ))
-        sent_before = int(marks[0] or 0)
+        sent_before = 0 if recovering else int(marks[0] or 0)
         if marks[1] and today is None:
             today = date.fromisoformat(marks[1].decode())
     today = today or date.today()
@@ -219,6 +230,7 @@ def submit_file(
     sub = Submission(
         batch_id=batch_id or new_batch_id(), file_name=path.name, sha256=info.sha256,
         master_data_version=master.version, format=info.format,
+        chunk_prefix=f"r{secrets.token_hex(3)}-" if recovering else "c",
     )
     if previous is None:
         store.create_batch(BatchMeta(
@@ -262,6 +274,9 @@ def submit_file(
                                for r in invalid if r.row_number in select]
                     keep = [n for n in numbers if n in select]
                     numbers = [select.get(n, -1) for n in numbers]
+                if recorded is not None:
+                    invalid = [r for r in invalid if r.row_number not in recorded]
+                    numbers = [-1 if n in recorded else n for n in numbers]
                 store.record_outcomes(sub.batch_id, invalid)
                 bad = {r.row_number for r in invalid} | {-1}
                 valid = 0
@@ -275,21 +290,28 @@ def submit_file(
                         "body": to_partner_body(row, documents=documents.for_row(row)),
                     })
                     if len(batch) >= per_message:
-                        _publish(app, producer, sub, batch, store, sent_before)
+                        _publish(app, producer, sub, batch, store, sent_before, recovering)
                         batch = []
                 if batch:
-                    _publish(app, producer, sub, batch, store, sent_before)
+                    _publish(app, producer, sub, batch, store, sent_before, recovering)
                 sub.rows += len(keep)
                 sub.invalid += len(invalid)
                 sub.valid += valid
-                store.set_enqueued(sub.batch_id, sub.rows)
+                if not recovering:
+                    store.set_enqueued(sub.batch_id, sub.rows)
                 if on_chunk is not None:
                     on_chunk(sub)
     except (InputError, OSError, ValueError) as exc:
         message = _one_line(exc, path)
+        if recovering:
+            raise SubmitError(f"{message} (recovery of batch {sub.batch_id})") from None
         store.update_meta(sub.batch_id, error=message)
         raise SubmitError(f"{message} (batch {sub.batch_id} stopped after {sub.rows} rows)"
                           ) from None
+    if recovering:
+        log.info("batch.recovered", batch_id=sub.batch_id, rows=sub.valid + sub.invalid,
+                 messages=sub.messages)
+        return sub
     store.set_total(sub.batch_id, sub.rows)
     store.update_meta(sub.batch_id, enqueue_done=1)
     log.info(
@@ -346,9 +368,9 @@ def _valid_rows(
 
 def _publish(
     app: Celery, producer: Any, sub: Submission, rows: list[dict[str, Any]],
-    store: BatchStore, sent_before: int,
+    store: BatchStore, sent_before: int, recovering: bool = False,
 ) -> None:
-    chunk_id = f"c{sub.messages}"
+    chunk_id = f"{sub.chunk_prefix}{sub.messages}"
     # Messages are numbered in file order, the same on every read of an unchanged file, so a
     # resumed submit skips exactly those an earlier, killed one had sent.
     if sub.messages >= sent_before:
@@ -357,11 +379,11 @@ def _publish(
         with producer.batch(max_size=64) as batch:
             app.send_task(PROCESS_CHUNK, args=[message], producer=producer)
             pipe = getattr(getattr(batch.state, "session", None), "pipeline", None)
-            if pipe is not None:
+            if pipe is not None and not recovering:
                 # The cursor rides in the same pipeline write as the message (kombu's Redis
                 # publish batch): a killed submit cannot have sent a message it does not count.
                 pipe.hset(store.keys.meta(sub.batch_id), "messages_enqueued", sub.messages + 1)
-        if pipe is None:
+        if pipe is None and not recovering:
             store.update_meta(sub.batch_id, messages_enqueued=sub.messages + 1)
     sub.messages += 1
 

@@ -23,12 +23,13 @@ from support import (
     wait_for,
 )
 
-from pipeline.recover import UNACKED_KEY, queue_idle
+from pipeline.recover import UNACKED_KEY, queue_idle, recover_batch
+from pipeline.rerun import store_selection
 from pipeline.run_cmd import follow_and_report, open_pipeline, report_batch, submit_only
 from pipeline.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.store import BatchStore
-from workers.submit import submit_file
+from workers.submit import new_batch_id, submit_file
 
 ROWS = 60
 PER_MESSAGE = 10
@@ -151,3 +152,30 @@ def test_queue_idle_sees_only_this_queues_unacked_messages(
         assert not queue_idle(client, queue)
     finally:
         client.hdel(UNACKED_KEY, mine, other)
+
+
+def test_recovery_of_a_rerun_batch_sends_only_its_own_rows(
+    isolated_redis: IsolatedRedis, client: redis.Redis, tmp_path: Path
+) -> None:
+    """A rerun batch (every other row of its input, selection in the store) loses all its
+    messages; recovery sends exactly its 30 rows, under their own row numbers, and none of
+    the input rows outside the selection."""
+    source = generated_input(tmp_path / "customers.csv", ROWS, seed=33)
+    url, prefix = isolated_redis.url, isolated_redis.prefix
+    select = {n: n for n in range(2, ROWS + 2, 2)}
+    with run_sandbox() as sandbox:
+        settings = sandbox_settings(url, prefix, sandbox.base_url, rows_per_message=PER_MESSAGE)
+        with open_pipeline(settings) as env:
+            batch_id = new_batch_id()
+            store_selection(env.store, batch_id, select)
+            submit_file(source, app=env.app, store=env.store, settings=env.settings,
+                        batch_id=batch_id, select=select)
+            assert client.delete(prefix) == 1
+            assert recover_batch(env.store, env.app, env.settings, batch_id) == len(select)
+            env.start_worker(2)
+            wait_for(lambda: env.store.is_complete(batch_id), 30, "the rerun batch to complete")
+            recorded = sorted(int(k) for k in client.hkeys(env.store.keys.rows(batch_id)))
+        assert recorded == sorted(select)
+        stats = sandbox.stats()
+        assert stats["creates"] == len(select)
+        assert stats["duplicate_creates"] == 0 and stats["repeat_creates"] == 0

@@ -20,10 +20,12 @@ from support import (
     wait_for,
 )
 
+from pipeline.recover import StallWatch, recover_batch
 from pipeline.run_cmd import report_batch, submit_only
 from pipeline.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.store import BatchStore
+from workers.tasks import make_worker_app
 
 # Short partner timeouts: a killed worker's in-flight calls must not hold the test up.
 TIMEOUTS = {"connect_timeout": 0.5, "read_timeout": 0.5, "write_timeout": 0.5,
@@ -74,8 +76,22 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         assert store.done_count(batch_id) < rows, "killed too late to test anything"
+        # kombu can lose the one message a worker had taken off the queue but not yet
+        # recorded as unacknowledged when it is SIGKILLed; the follow loop's stall watch
+        # re-enqueues such rows (as `onboard run` does), so check it here too.
+        app = make_worker_app(settings, broker_url=pipeline_redis[0],
+                              redis_url=pipeline_redis[0])
+        stall = StallWatch(
+            store, batch_id, lambda: recover_batch(store, app, settings, batch_id),
+            queue=settings.pipeline.queue, stall_seconds=3,
+        )
+
+        def complete() -> bool:
+            stall()
+            return store.is_complete(batch_id)
+
         with onboard_worker(env, tmp_path / "second.log"):
-            wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
+            wait_for(complete, 90, "the batch to complete")
         stats = sandbox.stats()
         deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
         client.close()

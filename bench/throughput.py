@@ -75,33 +75,14 @@ main()
 """
 
 
-def emirates_id(serial: int) -> str:
-    """A valid synthetic Emirates ID (784, birth year 1975, serial, Luhn check digit)."""
-    stem = f"7841975{serial:07d}"
-    total = 0
-    for i, ch in enumerate(reversed(stem)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return stem + str((10 - total % 10) % 10)
-
-
-def body(id_number: str) -> dict[str, Any]:
-    """A valid onboarding body (synthetic data), as ``to_partner_body`` would build it."""
-    return {
-        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Bench",
-        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
-        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
-        "primary_mobile_number": "+971500000001", "occupation_id": "1",
-        "political_exposed_person": False,
-        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
-        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
-                        "date_of_expiry": "2030-01-01"}],
-    }  # fmt: skip
-
-
 def rows(n: int) -> list[tuple[int, str, dict[str, Any]]]:
-    """``n`` rows: (row_number, id_number, body), row numbers from 2 as in a CSV."""
-    return [(i + 2, emirates_id(i), body(emirates_id(i))) for i in range(n)]
+    """``n`` rows: (row_number, id_number, body), row numbers from 2 as in a CSV; valid
+    synthetic bodies as ``to_partner_body`` would build them."""
+    from sandbox.testing import emirates_id, onboarding_body
+
+    ids = [emirates_id(i, birth_year=1975) for i in range(n)]
+    return [(i + 2, id_number, onboarding_body(id_number, first_name="Bench"))
+            for i, id_number in enumerate(ids)]
 
 
 def peak_rss_mb() -> float:
@@ -173,21 +154,15 @@ def baseline_child(args: argparse.Namespace) -> None:
 async def _harness(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     import redis
     import redis.asyncio
-    from pydantic import SecretStr
 
-    from pipeline.settings import PartnerSettings
-    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+    from sandbox.testing import sandbox_partner
     from workers.flow import FlowPolicy, RowTask, process_row
     from workers.partner import PartnerClient
     from workers.ratelimit import AsyncRateLimiter
     from workers.store import AsyncBatchStore
     from workers.token import TokenBroker
 
-    settings = PartnerSettings(
-        base_url=args.base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
-        username=USERNAME, password=SecretStr(PASSWORD), scope="bench",
-        max_connections=args.in_flight,
-    )  # fmt: skip
+    settings = sandbox_partner(args.base_url, scope="bench", max_connections=args.in_flight)
     sync = redis.Redis.from_url(REDIS_URL)
     broker = TokenBroker(sync, settings, key_prefix=f"{prefix}:token")
     aredis = redis.asyncio.Redis.from_url(REDIS_URL)
@@ -335,16 +310,10 @@ def make_csv(rows_wanted: int, path: Path) -> None:
 
 def pipeline_env(base_url: str, tag: str, args: argparse.Namespace) -> dict[str, str]:
     """Settings of a bench batch: its own key prefix and queue on the bench's Redis database."""
-    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+    from sandbox.testing import partner_env
 
-    return os.environ | {
+    return os.environ | partner_env(base_url, scope="bench") | {
         "ONBOARD_REDIS_URL": PIPELINE_REDIS_URL,
-        "ONBOARD_PARTNER__BASE_URL": base_url,
-        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
-        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
-        "ONBOARD_PARTNER__USERNAME": USERNAME,
-        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
-        "ONBOARD_PARTNER__SCOPE": "bench",
         "ONBOARD_PARTNER__MAX_CONNECTIONS": str(args.in_flight // args.workers),
         "ONBOARD_PIPELINE__KEY_PREFIX": tag,
         "ONBOARD_PIPELINE__QUEUE": tag,

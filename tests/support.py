@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from pydantic import SecretStr
 
-from pipeline.settings import SAMPLE_DATA, PartnerSettings, PipelineSettings, Settings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
+from pipeline.settings import SAMPLE_DATA, PipelineSettings, Settings
+
+# onboarding_body is re-exported: the integration tests import it from here.
+from sandbox.testing import onboarding_body as onboarding_body
+from sandbox.testing import partner_env, sandbox_partner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
@@ -55,30 +57,6 @@ AML_UNDER_INVESTIGATION = "784199790000170"
 FRESH = "784199554586091"  # not a scenario: behaves normally
 
 
-def onboarding_body(id_number: str, **changes: Any) -> dict[str, Any]:
-    """A valid onboarding body for ``id_number`` (synthetic data), with ``changes`` on top."""
-    data: dict[str, Any] = {
-        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Test",
-        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
-        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
-        "primary_mobile_number": "+971500000001", "occupation_id": "1",
-        "political_exposed_person": False,
-        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
-        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
-                        "date_of_expiry": "2030-01-01"}],
-    }
-    data.update(changes)
-    return data
-
-
-def sandbox_partner(base_url: str, *, scope: str = "sandbox", **changes: Any) -> PartnerSettings:
-    """Partner settings for a sandbox at ``base_url`` with its default credentials."""
-    return PartnerSettings(
-        base_url=base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
-        username=USERNAME, password=SecretStr(PASSWORD), scope=scope, **changes,
-    )
-
-
 def sandbox_settings(
     redis_url: str, prefix: str, base_url: str, *, partner: Mapping[str, Any] | None = None,
     **pipeline: Any,
@@ -100,16 +78,8 @@ def onboard_env(
     """Environment of an ``onboard`` subprocess with the same settings as
     :func:`sandbox_settings`, and none of the caller's own ``ONBOARD_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
-    env.update({
-        "ONBOARD_REDIS_URL": redis_url,
-        "ONBOARD_PARTNER__BASE_URL": base_url,
-        "ONBOARD_PARTNER__CLIENT_ID": CLIENT_ID,
-        "ONBOARD_PARTNER__CLIENT_SECRET": CLIENT_SECRET,
-        "ONBOARD_PARTNER__USERNAME": USERNAME,
-        "ONBOARD_PARTNER__PASSWORD": PASSWORD,
-        "ONBOARD_PARTNER__SCOPE": "sandbox",
-        "ONBOARD_LOG_LEVEL": log_level,
-    })
+    env.update(partner_env(base_url))
+    env.update({"ONBOARD_REDIS_URL": redis_url, "ONBOARD_LOG_LEVEL": log_level})
     env.update({f"ONBOARD_PARTNER__{k.upper()}": str(v) for k, v in (partner or {}).items()})
     pipeline = {**pipeline, "key_prefix": prefix, "queue": prefix}
     env.update({f"ONBOARD_PIPELINE__{k.upper()}": str(v) for k, v in pipeline.items()})

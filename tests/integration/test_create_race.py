@@ -22,12 +22,12 @@ import pytest
 import redis
 import redis.asyncio
 from keyspace import IsolatedRedis
-from pydantic import SecretStr
 
 from pipeline.outcomes import Outcome
 from pipeline.settings import PartnerSettings, PipelineSettings, Settings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
 from sandbox.testing import SandboxHandle as Sandbox
+from sandbox.testing import emirates_id, run_sandbox, sandbox_partner
+from sandbox.testing import onboarding_body as body
 from workers.flow import FlowPolicy, RowTask, process_row
 from workers.partner import PartnerClient
 from workers.ratelimit import AsyncRateLimiter
@@ -52,36 +52,9 @@ CREATING = [
 ]
 
 
-def emirates_id(serial: int) -> str:
-    """A valid synthetic Emirates ID (784, birth year 1986, serial, Luhn check digit)."""
-    stem = f"7841986{serial:07d}"
-    total = 0
-    for i, ch in enumerate(reversed(stem)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return stem + str((10 - total % 10) % 10)
-
-
-def body(id_number: str) -> dict[str, Any]:
-    """A valid onboarding body for ``id_number`` (synthetic data)."""
-    return {
-        "channel": "BATCH", "agent_location_id": "AL001", "first_name": "Test",
-        "last_name": "Person", "nationality": "AE", "date_of_birth": "1980-01-01",
-        "country_of_birth": "AE", "country_of_residence": "AE", "gender": "M",
-        "primary_mobile_number": "+971500000001", "occupation_id": "1",
-        "political_exposed_person": False,
-        "address_list": [{"address_type_id": "1", "city": "Dubai", "country": "AE"}],
-        "id_details": [{"id_type": "4", "id_number": id_number, "issued_country": "AE",
-                        "date_of_expiry": "2030-01-01"}],
-    }
-
-
 def partner_settings(sandbox: Sandbox, **changes: Any) -> PartnerSettings:
     """Partner settings for the sandbox with its default credentials."""
-    return PartnerSettings(
-        base_url=sandbox.base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
-        username=USERNAME, password=SecretStr(PASSWORD), scope="sandbox", **changes,
-    )
+    return sandbox_partner(sandbox.base_url, **changes)
 
 
 @pytest.fixture(scope="module")

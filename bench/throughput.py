@@ -136,12 +136,9 @@ def baseline_child(args: argparse.Namespace) -> None:
     """Run the aiohttp baseline against ``--base-url``; print a JSON line of figures."""
     import httpx
 
-    from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, TOKEN_PATH, USERNAME
+    from sandbox.testing import TOKEN_PATH, password_form
 
-    form = {
-        "grant_type": "password", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "username": USERNAME, "password": PASSWORD, "scope": "bench",
-    }  # fmt: skip
+    form = password_form("bench")
     token = httpx.post(args.base_url + TOKEN_PATH, data=form).json()["access_token"]
     result = asyncio.run(_baseline(args.base_url, token, args.rows, args.in_flight))
     result["peak_rss_mb"] = peak_rss_mb()

@@ -58,6 +58,18 @@ def partner_env(base_url: str, *, scope: str = "sandbox") -> dict[str, str]:
     }
 
 
+def password_form(scope: str = "sandbox") -> dict[str, str]:
+    """The token endpoint's password-grant form with the default credentials."""
+    return {
+        "grant_type": "password",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "scope": scope,
+    }
+
+
 def emirates_id(serial: int, birth_year: int = 1986) -> str:
     """A valid synthetic Emirates ID (784, ``birth_year``, serial, Luhn check digit)."""
     stem = f"784{birth_year:04d}{serial:07d}"
@@ -127,15 +139,7 @@ class SandboxHandle:
 
     def password_grant(self, scope: str = "sandbox") -> dict[str, Any]:
         """Fetch a token with the default credentials; returns the token endpoint's body."""
-        form = {
-            "grant_type": "password",
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "username": USERNAME,
-            "password": PASSWORD,
-            "scope": scope,
-        }
-        response = self._admin.post(TOKEN_PATH, data=form)
+        response = self._admin.post(TOKEN_PATH, data=password_form(scope))
         if response.status_code != 200:
             raise SandboxError(f"password grant: {response.status_code} {response.text}")
         result: dict[str, Any] = response.json()

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import redis
-from pydantic import SecretStr
 from support import (
     AML_UNDER_INVESTIGATION,
     BLOCKED,
@@ -44,8 +43,8 @@ from support import onboarding_body as body
 
 from pipeline.logs import configure_logging
 from pipeline.settings import PartnerSettings
-from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
 from sandbox.testing import SandboxHandle as Sandbox
+from sandbox.testing import sandbox_partner
 from workers.partner import PartnerClient
 from workers.responses import (
     Found,
@@ -76,11 +75,7 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
 
 def partner_settings(base_url: str, **changes: Any) -> PartnerSettings:
     """Client settings for the sandbox's default credentials."""
-    return PartnerSettings(
-        base_url=base_url, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
-        username=USERNAME, password=SecretStr(PASSWORD), scope="api://sandbox/customer",
-        **changes,
-    )
+    return sandbox_partner(base_url, scope="api://sandbox/customer", **changes)
 
 
 Steps = Callable[[PartnerClient], Awaitable[list[PartnerResult]]]

@@ -37,13 +37,12 @@ from sandbox.testing import (
     CLIENT_SECRET,
     LOOKUP_PATH,
     ONBOARD_PATH,
-    PASSWORD,
     TOKEN_PATH,
-    USERNAME,
     SandboxError,
     SandboxHandle,
     run_sandbox,
 )
+from sandbox.testing import password_form as sandbox_password_form
 
 PLAIN = "784199012345678"
 
@@ -101,16 +100,8 @@ def http(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
 
 
 def password_form(**overrides: str) -> dict[str, str]:
-    form = {
-        "grant_type": "password",
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "username": USERNAME,
-        "password": PASSWORD,
-        "scope": "api://sandbox/customer",
-    }
-    form.update(overrides)
-    return form
+    """The password-grant form with the default credentials, ``overrides`` on top."""
+    return sandbox_password_form("api://sandbox/customer") | overrides
 
 
 def refresh_form(refresh_token: str) -> dict[str, str]:

@@ -258,7 +258,7 @@ def status(
 
 
 @app.command()
-def recover(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
+def recover(batch: BatchId) -> None:
     """Re-enqueue the rows of a batch that have no outcome yet (e.g. a message lost when a
     worker was killed); safe at any time, rows with an outcome are not sent again."""
     from pipeline.recover import recover_command

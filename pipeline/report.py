@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from pipeline.atomic import atomic_write_text, temp_path
 from pipeline.outcomes import Outcome, RowError
 from pipeline.xlsxstream import XlsxStream
 
@@ -201,21 +201,6 @@ def validation_outcomes(
     )
 
 
-def _temp_path(final: Path) -> Path:
-    """A fresh hidden temporary file next to ``final`` (same directory: rename is atomic).
-
-    Created with the process's umask rather than mkstemp's 0600, so the renamed report has
-    the permissions any other file written here would have (clerks may share a folder).
-    """
-    while True:
-        candidate = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return candidate
-
-
 class ReportWriter:
     """Streams report rows to ``<out_dir>/<name>.csv`` (and ``.xlsx``), renamed into place
     by ``close()``.
@@ -252,8 +237,8 @@ class ReportWriter:
         self.rows_written = 0
         self._closed = False
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._csv_tmp = _temp_path(self.csv_path)
-        self._xlsx_tmp = _temp_path(self.xlsx_path) if self.xlsx_path else None
+        self._csv_tmp = temp_path(self.csv_path)
+        self._xlsx_tmp = temp_path(self.xlsx_path) if self.xlsx_path else None
         self._csv_file: IO[bytes] = self._csv_tmp.open("wb")
         # A BOM so that Excel opens the CSV as UTF-8 (Arabic names, accents); our reader and
         # every other common one skip it.
@@ -368,15 +353,5 @@ def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
     """Write ``summary`` as indented JSON to ``path`` atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
+    return atomic_write_text(path, text)

@@ -45,6 +45,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline import dropfolder as df
+from pipeline.atomic import atomic_write_text
 
 log = structlog.get_logger(__name__)
 
@@ -459,7 +460,7 @@ class Watcher:
         """Move a file to failed/ and write ``<name>.error.txt`` (one line) next to it."""
         target = df.move_unique(path, self.layout.failed, df.safe_name(original))
         message = df.one_line(reason)
-        df.atomic_write_text(target.with_name(target.name + df.ERROR_SUFFIX), message + "\n")
+        atomic_write_text(target.with_name(target.name + df.ERROR_SUFFIX), message + "\n")
         df.Sidecar.path_for(path).unlink(missing_ok=True)
         log.warning("watch_failed", file=target.name, reason=message)
         return target
@@ -490,4 +491,4 @@ def _point_summary_at(summary: Path, reports: list[Path]) -> None:
         return
     if isinstance(data, dict) and "reports" in data:
         data["reports"] = [str(p) for p in reports]
-        df.atomic_write_text(summary, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(summary, json.dumps(data, indent=2) + "\n")

@@ -279,11 +279,10 @@ def report(
     )] = False,
 ) -> None:
     """Write a batch's report (a partial one, saying so, while it still runs)."""
-    from pipeline.rerun import merged_report
     from pipeline.run_cmd import report_batch
 
     _logging()
-    result = merged_report(batch, out_dir=out) if merged else report_batch(batch, out_dir=out)
+    result = report_batch(batch, out_dir=out, merged=merged)
     _finish(result)
 
 

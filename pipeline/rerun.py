@@ -345,17 +345,6 @@ def merged_report(
     batch_id: str, *, out_dir: Path = Path("reports"), settings: Settings | None = None
 ) -> RunResult:
     """Write ``<out>/<batch>/merged.csv``: the batch's report with its reruns folded in."""
-    from pipeline.batch_report import write_batch_report
-    from pipeline.run_cmd import RunResult, load_settings, open_store
+    from pipeline.run_cmd import report_batch
 
-    try:
-        settings = settings or load_settings()
-        with open_store(settings) as store:
-            reruns = find_reruns(store, batch_id)
-            report = write_batch_report(
-                store, batch_id, Path(out_dir), settings=settings, merge=reruns,
-                name=MERGED_NAME, summary_name=MERGED_SUMMARY,
-            )
-    except UnusableInput as exc:
-        return RunResult(2, error=str(exc))
-    return RunResult(0 if report.all_done else 1, report.summary, None, report.paths, batch_id)
+    return report_batch(batch_id, out_dir=out_dir, settings=settings, merged=True)

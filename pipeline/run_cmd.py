@@ -338,15 +338,26 @@ def open_store(settings: Settings) -> Iterator[BatchStore]:
 
 
 def report_batch(
-    batch_id: str, *, out_dir: Path = Path("reports"), settings: Settings | None = None
+    batch_id: str, *, out_dir: Path = Path("reports"), settings: Settings | None = None,
+    merged: bool = False,
 ) -> RunResult:
-    """Write the report of a batch, complete or not."""
+    """Write the report of a batch, complete or not; ``merged``: with its reruns folded in
+    (``<out>/<batch>/merged.csv``)."""
     from pipeline.batch_report import write_batch_report
 
     try:
         settings = settings or load_settings()
         with open_store(settings) as store:
-            report = write_batch_report(store, batch_id, Path(out_dir), settings=settings)
+            if merged:
+                from pipeline.rerun import MERGED_NAME, MERGED_SUMMARY, find_reruns
+
+                report = write_batch_report(
+                    store, batch_id, Path(out_dir), settings=settings,
+                    merge=find_reruns(store, batch_id), name=MERGED_NAME,
+                    summary_name=MERGED_SUMMARY,
+                )
+            else:
+                report = write_batch_report(store, batch_id, Path(out_dir), settings=settings)
     except UnusableInput as exc:
         return RunResult(EXIT_UNUSABLE, error=str(exc))
     code = EXIT_DONE if report.all_done else EXIT_OTHER

@@ -341,7 +341,7 @@ def follow_up(
 
     Exit code 0: none left open; 1: some still open (follow up again later); 2: unusable.
     """
-    from workers.followup import follow_up_batch
+    from pipeline.followup_cmd import follow_up_batch
 
     _logging()
     result, done = follow_up_batch(batch, out_dir=out)

@@ -22,10 +22,10 @@ from test_rerun import (  # noqa: F401  (fixtures used by name)
 )
 
 from pipeline.followup import FOLLOW_UP_COLUMNS, CustomerStatus
+from pipeline.followup_cmd import follow_up_batch
 from pipeline.rerun import merged_report
 from pipeline.settings import Settings
 from sandbox.testing import SandboxHandle
-from workers.followup import follow_up_batch
 from workers.store import BatchStore
 
 KYC_PENDING_ROW, AML_ROW, PLAIN_ROW = 34, 35, 2

@@ -102,7 +102,7 @@ def cpu_seconds() -> float:
 async def _baseline(base_url: str, token: str, n: int, in_flight: int) -> dict[str, Any]:
     import aiohttp
 
-    from pipeline.settings import PartnerSettings
+    from pipeline.core.settings import PartnerSettings
 
     paths = PartnerSettings()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -154,10 +154,10 @@ async def _harness(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
     from sandbox.testing import sandbox_partner
     from workers.flow import FlowPolicy, RowTask, process_row
-    from workers.partner import PartnerClient
+    from workers.partner.client import PartnerClient
+    from workers.partner.token import TokenBroker
     from workers.ratelimit import AsyncRateLimiter
-    from workers.store import AsyncBatchStore
-    from workers.token import TokenBroker
+    from workers.state.store import AsyncBatchStore
 
     settings = sandbox_partner(args.base_url, scope="bench", max_connections=args.in_flight)
     sync = redis.Redis.from_url(REDIS_URL)
@@ -220,7 +220,7 @@ def harness_child(args: argparse.Namespace) -> None:
     """Run process_row over the rows against ``--base-url``; print a JSON line of figures."""
     import redis
 
-    from pipeline.logs import configure_logging
+    from pipeline.core.logs import configure_logging
 
     if args.uvloop:
         import uvloop
@@ -356,7 +356,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     import redis
 
     from sandbox.testing import run_sandbox
-    from workers.store import BatchStore
+    from workers.state.store import BatchStore
 
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp, run_sandbox(

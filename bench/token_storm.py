@@ -34,11 +34,11 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.logs import configure_logging
-from pipeline.settings import PartnerSettings
+from pipeline.core.logs import configure_logging
+from pipeline.core.settings import PartnerSettings
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
-from workers.partner import PartnerClient
-from workers.token import TokenBroker, TokenRecord
+from workers.partner.client import PartnerClient
+from workers.partner.token import TokenBroker, TokenRecord
 
 KEY = "bench:token"
 EXISTING = "784198090000005"

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from make_customers import COLUMNS  # noqa: E402
 
-from pipeline.masterdata import load_master_data  # noqa: E402
-from pipeline.settings import MANDATORY_COLUMNS, SAMPLE_DATA  # noqa: E402
+from pipeline.core.masterdata import load_master_data  # noqa: E402
+from pipeline.core.settings import MANDATORY_COLUMNS, SAMPLE_DATA  # noqa: E402
 
 TARGET_ROWS_PER_S = 150_000
 TARGET_RSS_MB = 400
@@ -145,10 +145,10 @@ def stage_times(data: Path, out_dir: Path) -> None:
     import resource
     from datetime import date
 
-    from pipeline.ingest import open_table
-    from pipeline.report import ReportWriter, validation_outcomes
-    from pipeline.settings import Settings
-    from pipeline.validation import Validator
+    from pipeline.core.settings import Settings
+    from pipeline.ingest.table import open_table
+    from pipeline.reports.writer import ReportWriter, validation_outcomes
+    from pipeline.rules.validation import Validator
 
     settings = Settings()
     master = load_master_data(settings.validation.master_data_dir)

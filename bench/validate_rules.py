@@ -21,11 +21,11 @@ import pandas as pd
 import phonenumbers
 from email_validator import validate_email
 
-from pipeline.ingest import Chunk
-from pipeline.masterdata import load_master_data
-from pipeline.schema import CANONICAL_COLUMNS
-from pipeline.settings import SAMPLE_DATA, ValidationSettings
-from pipeline.validation import Validator
+from pipeline.core.masterdata import load_master_data
+from pipeline.core.settings import SAMPLE_DATA, ValidationSettings
+from pipeline.ingest.schema import CANONICAL_COLUMNS
+from pipeline.ingest.table import Chunk
+from pipeline.rules.validation import Validator
 
 
 def emirates_ids(idx: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from pipeline.run_cmd import RunResult
+    from pipeline.commands.run import RunResult
 
 # Arguments and options several commands share, spelled once so their help reads the same.
 InputFile = Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")]
@@ -54,7 +54,7 @@ def validate(
 
     Exit code 0: every row valid; 1: some rows invalid; 2: the file cannot be used.
     """
-    from pipeline.validate_cmd import validate_file
+    from pipeline.commands.validate import validate_file
 
     result = validate_file(
         file,
@@ -103,7 +103,7 @@ def _fail(error: str | None, code: int = 2) -> NoReturn:
 def _user_errors() -> Iterator[None]:
     """A user mistake (bad file, option or setting) raised inside ends the command with one
     line on stderr and exit code 2, never a traceback."""
-    from pipeline.validate_cmd import UnusableInput
+    from pipeline.commands.validate import UnusableInput
 
     try:
         yield
@@ -118,8 +118,8 @@ def _logging(default: str = "WARNING") -> None:
     commands with a progress display keep quiet (WARNING), a worker logs one line per row
     (INFO). A bad setting ends the command here with its one-line message.
     """
-    from pipeline.logs import configure_logging
-    from pipeline.run_cmd import load_settings
+    from pipeline.commands.run import load_settings
+    from pipeline.core.logs import configure_logging
 
     with _user_errors():
         level = load_settings().log_level
@@ -173,7 +173,7 @@ def run(
     Without ONBOARD_REDIS_URL a private Redis and an in-process worker are started.
     Exit code 0: every row onboarded or already there; 1: other outcomes; 2: unusable.
     """
-    from pipeline.run_cmd import run_file
+    from pipeline.commands.run import run_file
 
     _logging()
     result = run_file(
@@ -195,8 +195,8 @@ def submit(
     )] = True,
 ) -> None:
     """Validate and enqueue a file on the shared Redis (ONBOARD_REDIS_URL); print the batch id."""
-    from pipeline.nightly import submit_resumable
-    from pipeline.run_cmd import submit_only
+    from pipeline.batch.nightly import submit_resumable
+    from pipeline.commands.run import submit_only
 
     _logging()
     submit_fn = submit_resumable if resume else submit_only
@@ -213,7 +213,7 @@ def worker(
     ] = 4,
 ) -> None:
     """Run a worker on the shared Redis (ONBOARD_REDIS_URL); start any number, anywhere."""
-    from pipeline.run_cmd import run_worker
+    from pipeline.commands.run import run_worker
 
     _logging("INFO")
     with _user_errors():
@@ -231,16 +231,16 @@ def status(
     """Show a batch's progress (or list the recent batches)."""
     from rich.console import Console
 
-    from pipeline.progress import describe
-    from pipeline.progress import follow as follow_batch
-    from pipeline.run_cmd import load_settings, open_store
-    from workers.submit import batch_state
+    from pipeline.batch.follow import describe
+    from pipeline.batch.follow import follow as follow_batch
+    from pipeline.batch.submit import batch_state
+    from pipeline.commands.run import load_settings, open_store
 
     _logging()
     console = Console(highlight=False)
     with _user_errors(), open_store(load_settings()) as store:
         if batch is None:
-            from pipeline.nightly import recent_lines
+            from pipeline.batch.nightly import recent_lines
 
             for line in recent_lines(store, 20):
                 console.print(line, markup=False, soft_wrap=True)
@@ -261,7 +261,7 @@ def status(
 def recover(batch: BatchId) -> None:
     """Re-enqueue the rows of a batch that have no outcome yet (e.g. a message lost when a
     worker was killed); safe at any time, rows with an outcome are not sent again."""
-    from pipeline.recover import recover_command
+    from pipeline.batch.recover import recover_command
 
     _logging()
     code, line = recover_command(batch)
@@ -279,7 +279,7 @@ def report(
     )] = False,
 ) -> None:
     """Write a batch's report (a partial one, saying so, while it still runs)."""
-    from pipeline.run_cmd import report_batch
+    from pipeline.commands.run import report_batch
 
     _logging()
     result = report_batch(batch, out_dir=out, merged=merged)
@@ -309,8 +309,8 @@ def rerun(
     Customers already onboarded or already there are answered by the ledger, never sent.
     Exit code 0: every rerun row done (or nothing to rerun); 1: other outcomes; 2: unusable.
     """
-    from pipeline.rerun import parse_outcomes
-    from pipeline.rerun import rerun as rerun_rows
+    from pipeline.batch.rerun import parse_outcomes
+    from pipeline.batch.rerun import rerun as rerun_rows
 
     _logging()
     with _user_errors():
@@ -341,7 +341,7 @@ def follow_up(
 
     Exit code 0: none left open; 1: some still open (follow up again later); 2: unusable.
     """
-    from pipeline.followup_cmd import follow_up_batch
+    from pipeline.commands.follow_up import follow_up_batch
 
     _logging()
     result, done = follow_up_batch(batch, out_dir=out)
@@ -372,7 +372,7 @@ def watch(
     Settings: ONBOARD_WATCH__SETTLE_SECONDS, __POLL_SECONDS, __MAX_CONCURRENT,
     __ALLOW_DUPLICATES. Without ONBOARD_REDIS_URL a private Redis and worker are started.
     """
-    from pipeline.watch_pipeline import watch_folder
+    from pipeline.commands.watch import watch_folder
 
     _logging()
     code, error = watch_folder(

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.masterdata import MasterDataError
+from pipeline.core.masterdata import MasterDataError
 from sandbox import responses
 from sandbox.config import SandboxConfig
 from sandbox.scenarios import ScenarioError

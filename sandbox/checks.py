@@ -2,7 +2,7 @@
 formats and lengths (error 40002) and master-data codes (error 45053).
 
 The mandatory list and the lengths are the contract's assumptions (drap-api.md §3), kept
-here in one place. The list says the same as ``pipeline.settings.MANDATORY_COLUMNS`` (the
+here in one place. The list says the same as ``pipeline.core.settings.MANDATORY_COLUMNS`` (the
 default of our local rule, in flat column names) on purpose but is not derived from it: the
 sandbox stands in for the partner, so it must not bend to a bank's
 ``ONBOARD_VALIDATION__MANDATORY_COLUMNS`` nor copy a mistake of ours; a unit test
@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.masterdata import MasterData
+from pipeline.core.masterdata import MasterData
 
 MANDATORY_TOP = (
     "channel",

@@ -174,7 +174,7 @@ def serve(config: SandboxConfig, host: str, port: int, port_file: Path | None = 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m sandbox") -> int:
     """Parse the command line and run the sandbox; return the exit code."""
-    from pipeline.masterdata import MasterDataError
+    from pipeline.core.masterdata import MasterDataError
     from sandbox.scenarios import ScenarioError
 
     args = vars(build_parser(prog).parse_args(argv))

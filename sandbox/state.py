@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.masterdata import MasterData, load_master_data
+from pipeline.core.masterdata import MasterData, load_master_data
 from sandbox import responses
 from sandbox.checks import check_mandatory, check_master_data, lookup_key, onboard_key
 from sandbox.config import SandboxConfig

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from pipeline.settings import PartnerSettings
+from pipeline.core.settings import PartnerSettings
 from sandbox.app import LOOKUP_PATH, ONBOARD_PATH, STATUS_PATH, TOKEN_PATH
 from sandbox.cli import describe, knobs_to_argv
 from sandbox.config import SandboxConfig

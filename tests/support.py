@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from pipeline.settings import SAMPLE_DATA, PipelineSettings, Settings
+from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings
 
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body

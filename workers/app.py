@@ -34,7 +34,7 @@ import orjson
 from celery import Celery
 from kombu import compression, serialization
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 
 MAX_TASKS_PER_CHILD = 1000
 # Limits and countdowns must stay below this share of the visibility timeout.

@@ -33,11 +33,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from pipeline.followup import needs_follow_up
-from pipeline.outcomes import Outcome, RowError, RowResult
-from pipeline.settings import PipelineSettings
-from workers.ratelimit import AsyncRateLimiter
-from workers.responses import (
+from pipeline.core.followup import needs_follow_up
+from pipeline.core.outcomes import Outcome, RowError, RowResult
+from pipeline.core.settings import PipelineSettings
+from workers.partner.responses import (
     Found,
     NotFound,
     NotSubscribed,
@@ -47,7 +46,8 @@ from workers.responses import (
     Transient,
     Unauthorized,
 )
-from workers.store import AsyncBatchStore, LedgerEntry, RowRecord
+from workers.ratelimit import AsyncRateLimiter
+from workers.state.store import AsyncBatchStore, LedgerEntry, RowRecord
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,7 @@ REJECTION_TEXT = {
 
 
 class Partner(Protocol):
-    """The partner calls the flow needs (``workers.partner.PartnerClient`` is one)."""
+    """The partner calls the flow needs (``workers.partner.client.PartnerClient`` is one)."""
 
     async def lookup(self, id_type: str, id_number: str) -> PartnerResult:
         """Look the customer up by ID."""

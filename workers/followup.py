@@ -2,9 +2,9 @@
 
 The onboarding flow keeps, per row, the ecrn and statuses of customers the partner answered
 with a non-final state (``KYC PENDING``, AML ``Under Investigation``; see
-``pipeline.followup``). A follow-up asks the status GET for each of those still non-final,
+``pipeline.core.followup``). A follow-up asks the status GET for each of those still non-final,
 through the same rate limiter and token broker as the workers, and keeps the latest answer (a
-failed call keeps the earlier one). The command around it is ``pipeline.followup_cmd``.
+failed call keeps the earlier one). The command around it is ``pipeline.commands.follow_up``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
-from pipeline.followup import CustomerStatus
-from workers.responses import Status
-from workers.store import BatchStore, utc_now
+from pipeline.core.followup import CustomerStatus
+from workers.partner.responses import Status
+from workers.state.store import BatchStore, utc_now
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime

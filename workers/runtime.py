@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from workers.flow import FlowPolicy
-from workers.partner import PartnerClient
+from workers.partner.client import PartnerClient
+from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
-from workers.store import AsyncBatchStore, BatchStore
-from workers.token import TokenBroker
+from workers.state.store import AsyncBatchStore, BatchStore
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ from typing import Any
 import structlog
 from celery import Celery, Task
 
-from pipeline.outcomes import Outcome, RowError, RowResult
-from pipeline.settings import Settings
+from pipeline.core.outcomes import Outcome, RowError, RowResult
+from pipeline.core.settings import Settings
 from workers.app import make_app
 from workers.flow import RowTask, process_row
 from workers.runtime import Runtime, RuntimeHolder

@@ -23,18 +23,18 @@ import redis
 import redis.asyncio
 from keyspace import IsolatedRedis
 
-from pipeline.outcomes import Outcome
-from pipeline.settings import PartnerSettings, PipelineSettings, Settings
+from pipeline.core.outcomes import Outcome
+from pipeline.core.settings import PartnerSettings, PipelineSettings, Settings
 from sandbox.testing import SandboxHandle as Sandbox
 from sandbox.testing import emirates_id, run_sandbox, sandbox_partner
 from sandbox.testing import onboarding_body as body
 from workers.flow import FlowPolicy, RowTask, process_row
-from workers.partner import PartnerClient
+from workers.partner.client import PartnerClient
+from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
 from workers.runtime import RuntimeHolder
-from workers.store import AsyncBatchStore, BatchStore
+from workers.state.store import AsyncBatchStore, BatchStore
 from workers.tasks import chunk_message, handle_chunk
-from workers.token import TokenBroker
 
 T = TypeVar("T")
 DEADLINE = 60.0

@@ -9,7 +9,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from workers.app import make_app
 from workers.embedded import (
     EmbeddedRedisError,

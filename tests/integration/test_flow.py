@@ -18,15 +18,15 @@ from pydantic import SecretStr
 from support import CREATE_502_AFTER_COMMIT, FRESH
 from support import onboarding_body as body
 
-from pipeline.outcomes import Outcome, RowResult
-from pipeline.settings import PartnerSettings, PipelineSettings
+from pipeline.core.outcomes import Outcome, RowResult
+from pipeline.core.settings import PartnerSettings, PipelineSettings
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME
 from sandbox.testing import SandboxHandle as Sandbox
 from workers.flow import FlowPolicy, RowTask, backoff_delay, process_row
-from workers.partner import PartnerClient
+from workers.partner.client import PartnerClient
+from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
-from workers.store import AsyncBatchStore, BatchStore, LedgerEntry
-from workers.token import TokenBroker
+from workers.state.store import AsyncBatchStore, BatchStore, LedgerEntry
 
 T = TypeVar("T")
 POLICY = FlowPolicy(

@@ -21,12 +21,12 @@ from test_rerun import (  # noqa: F401  (fixtures used by name)
     settings,
 )
 
-from pipeline.followup import FOLLOW_UP_COLUMNS, CustomerStatus
-from pipeline.followup_cmd import follow_up_batch
-from pipeline.rerun import merged_report
-from pipeline.settings import Settings
+from pipeline.batch.rerun import merged_report
+from pipeline.commands.follow_up import follow_up_batch
+from pipeline.core.followup import FOLLOW_UP_COLUMNS, CustomerStatus
+from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle
-from workers.store import BatchStore
+from workers.state.store import BatchStore
 
 KYC_PENDING_ROW, AML_ROW, PLAIN_ROW = 34, 35, 2
 

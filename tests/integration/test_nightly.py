@@ -15,9 +15,9 @@ from pathlib import Path
 import redis
 from support import ONBOARD, generated_input, onboard_env, onboard_worker, wait_for
 
-from pipeline.nightly import file_sha256, find_unfinished
+from pipeline.batch.nightly import file_sha256, find_unfinished
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.store import BatchStore
+from workers.state.store import BatchStore
 
 ROWS = 1500
 

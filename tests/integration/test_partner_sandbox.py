@@ -41,12 +41,12 @@ from support import (
 )
 from support import onboarding_body as body
 
-from pipeline.logs import configure_logging
-from pipeline.settings import PartnerSettings
+from pipeline.core.logs import configure_logging
+from pipeline.core.settings import PartnerSettings
 from sandbox.testing import SandboxHandle as Sandbox
 from sandbox.testing import sandbox_partner
-from workers.partner import PartnerClient
-from workers.responses import (
+from workers.partner.client import PartnerClient
+from workers.partner.responses import (
     Found,
     NotFound,
     Onboarded,
@@ -56,7 +56,7 @@ from workers.responses import (
     Transient,
     Unauthorized,
 )
-from workers.token import TokenBroker, TokenRecord
+from workers.partner.token import TokenBroker, TokenRecord
 
 # Knobs the tests change, with the values every test starts from.
 DEFAULT_KNOBS: dict[str, Any] = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import SAMPLE_DATA
+from pipeline.core.settings import SAMPLE_DATA
 
 ONBOARD = str(Path(sys.executable).parent / "onboard")
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from support import generated_input, read_report, sandbox_settings
 
-from pipeline.outcomes import Outcome
-from pipeline.run_cmd import run_file
+from pipeline.commands.run import run_file
+from pipeline.core.outcomes import Outcome
 from sandbox.testing import run_sandbox
 
 ROWS = 2000

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from support import read_report, sandbox_settings
 
-from pipeline.batch_report import PENDING
-from pipeline.report import PIPELINE_REPORT_COLUMNS
-from pipeline.run_cmd import report_batch, run_file, submit_only
-from pipeline.settings import PipelineSettings, Settings
+from pipeline.batch.report import PENDING
+from pipeline.commands.run import report_batch, run_file, submit_only
+from pipeline.core.settings import PipelineSettings, Settings
+from pipeline.reports.writer import PIPELINE_REPORT_COLUMNS
 from sandbox.testing import SandboxHandle, run_sandbox
 
 ONBOARDED, EXISTS, INVALID = "onboarded", "already_exists", "invalid"

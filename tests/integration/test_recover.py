@@ -23,13 +23,13 @@ from support import (
     wait_for,
 )
 
-from pipeline.recover import UNACKED_KEY, queue_idle, recover_batch
-from pipeline.rerun import store_selection
-from pipeline.run_cmd import follow_and_report, open_pipeline, report_batch, submit_only
-from pipeline.settings import Settings
+from pipeline.batch.recover import UNACKED_KEY, queue_idle, recover_batch
+from pipeline.batch.rerun import store_selection
+from pipeline.batch.submit import new_batch_id, submit_file
+from pipeline.commands.run import follow_and_report, open_pipeline, report_batch, submit_only
+from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.store import BatchStore
-from workers.submit import new_batch_id, submit_file
+from workers.state.store import BatchStore
 
 ROWS = 60
 PER_MESSAGE = 10

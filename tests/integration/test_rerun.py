@@ -23,12 +23,12 @@ from support import (
     sandbox_settings,
 )
 
-from pipeline.rerun import merged_report, parse_outcomes, rerun
-from pipeline.run_cmd import run_file
-from pipeline.settings import SAMPLE_DATA, Settings
-from pipeline.validate_cmd import UnusableInput
+from pipeline.batch.rerun import merged_report, parse_outcomes, rerun
+from pipeline.commands.run import run_file
+from pipeline.commands.validate import UnusableInput
+from pipeline.core.settings import SAMPLE_DATA, Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.store import BatchStore
+from workers.state.store import BatchStore
 
 FAILED_ROWS = {23, 29}  # lookup_internal_error, create_502: fail on every try
 BAD_DATE_ROW = 38

@@ -11,8 +11,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from pipeline.outcomes import Outcome, RowError, RowResult
-from workers.store import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
+from pipeline.core.outcomes import Outcome, RowError, RowResult
+from workers.state.store import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
 
 TTL = 3600
 EID = ("4", "784198090000005")

@@ -18,8 +18,8 @@ import redis
 import structlog
 from pydantic import SecretStr
 
-from pipeline.settings import PartnerSettings
-from workers.token import TokenBroker, TokenError, TokenRecord
+from pipeline.core.settings import PartnerSettings
+from workers.partner.token import TokenBroker, TokenError, TokenRecord
 
 SECRET = "s3cret-client-value"
 PASSWORD = "pa55word-value"

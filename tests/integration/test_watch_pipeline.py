@@ -21,9 +21,9 @@ import pytest
 import redis
 from keyspace import IsolatedRedis
 
+from pipeline.batch.submit import batch_state
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
-from workers.store import BatchStore
-from workers.submit import batch_state
+from workers.state.store import BatchStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = ROOT / "sample_data" / "customers.csv"
@@ -183,7 +183,7 @@ def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
     no customer is created twice."""
     from support import copy_sample, sandbox_settings
 
-    from pipeline.watch_pipeline import PipelineRunner
+    from pipeline.commands.watch import PipelineRunner
     from workers.embedded import in_process_worker
     from workers.tasks import close_runtime, make_worker_app
 
@@ -236,9 +236,9 @@ def test_scans_of_a_dropped_file_are_found_in_the_documents_folder(
 
     from support import copy_sample, sandbox_settings
 
-    from pipeline.dropfolder import Layout
-    from pipeline.outcomes import Outcome
-    from pipeline.watch_pipeline import PipelineRunner
+    from pipeline.commands.watch import PipelineRunner
+    from pipeline.core.outcomes import Outcome
+    from pipeline.dropfolder.layout import Layout
     from workers.tasks import close_runtime, make_worker_app
 
     url, prefix = isolated_redis.url, isolated_redis.prefix

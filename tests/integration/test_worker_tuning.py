@@ -14,7 +14,7 @@ import pytest
 import redis
 import uvloop
 
-from pipeline.settings import PipelineSettings, Settings
+from pipeline.core.settings import PipelineSettings, Settings
 from workers.app import COMPRESSION, SERIALIZER, celery_config, make_app
 from workers.runtime import SWITCH_INTERVAL, Runtime, tune_switch_interval
 from workers.tasks import PROCESS_CHUNK, chunk_message

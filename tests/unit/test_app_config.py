@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.settings import PipelineSettings, Settings
+from pipeline.core.settings import PipelineSettings, Settings
 from workers.app import SERIALIZER, ConfigError, celery_config, make_app
 
 URL = "redis://127.0.0.1:6379/3"

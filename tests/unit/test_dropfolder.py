@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import dropfolder as df
-from pipeline.watch import UnusableFile, Watcher, WatchSettings
+from pipeline.dropfolder import layout as df
+from pipeline.dropfolder.watcher import UnusableFile, Watcher, WatchSettings
 
 HEADER = "id_type,id_number\n"
 DEADLINE = 10.0
@@ -432,8 +432,8 @@ def test_bad_watch_setting_is_a_one_line_exit_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A bad knob stops ``watch`` before anything starts, naming the variable."""
-    from pipeline.settings import Settings
-    from pipeline.watch_pipeline import watch_folder
+    from pipeline.commands.watch import watch_folder
+    from pipeline.core.settings import Settings
 
     monkeypatch.setenv("ONBOARD_WATCH__MAX_CONCURRENT", "0")
     code, error = watch_folder(tmp_path / "drop", settings=Settings())
@@ -443,12 +443,12 @@ def test_bad_watch_setting_is_a_one_line_exit_2(
 
 
 def test_watcher_mechanics_import_no_queue_or_http_library() -> None:
-    """``pipeline.watch`` and ``pipeline.dropfolder`` stay free of celery, redis and httpx."""
+    """The drop folder's watcher and layout modules stay free of celery, redis and httpx."""
     import subprocess
     import sys
 
     code = (
-        "import sys, pipeline.watch, pipeline.dropfolder; "
+        "import sys, pipeline.dropfolder.watcher, pipeline.dropfolder.layout; "
         "print(sorted({'celery', 'redis', 'httpx'} & set(sys.modules)))"
     )
     out = subprocess.run(

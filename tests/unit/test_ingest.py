@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.ingest import Chunk, InputError, Table, open_table
-from pipeline.readers import sniff_delimiter
-from pipeline.schema import CANONICAL_COLUMNS, ColumnMap
-from pipeline.schema import InputError as SchemaInputError
-from pipeline.settings import MANDATORY_COLUMNS
+from pipeline.core.settings import MANDATORY_COLUMNS
+from pipeline.ingest.readers import sniff_delimiter
+from pipeline.ingest.schema import CANONICAL_COLUMNS, ColumnMap
+from pipeline.ingest.schema import InputError as SchemaInputError
+from pipeline.ingest.table import Chunk, InputError, Table, open_table
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 NAMES = "first_name,last_name,nationality\nZoë,Lefèvre,NA\nJosé,Núñez,AE\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pipeline.ingest import InputError, open_table
+from pipeline.ingest.table import InputError, open_table
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"

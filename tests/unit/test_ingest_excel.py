@@ -9,8 +9,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pipeline.ingest import InputError, open_table
-from pipeline.readers import ExcelReader, cell_text, date_cell_text, inspect_file
+from pipeline.ingest.readers import ExcelReader, cell_text, date_cell_text, inspect_file
+from pipeline.ingest.table import InputError, open_table
 
 HEADER = ["First Name", "Date of Birth", "ID Number", "Primary Mobile Number", "Nationality",
           "Notes", "id_issued_on"]

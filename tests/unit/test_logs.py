@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.logs import mask_processor
+from pipeline.core.logs import mask_processor
 
 
 def test_personal_keys_and_secrets_are_masked_at_any_depth() -> None:
@@ -62,7 +62,7 @@ def test_personal_data_under_a_safe_key_still_masked() -> None:
 
 def test_log_level_setting_accepts_any_case_and_defaults_to_unset() -> None:
     """ONBOARD_LOG_LEVEL parses case-blind; unset leaves each command its own default."""
-    from pipeline.settings import Settings
+    from pipeline.core.settings import Settings
 
     assert Settings(_env_file=None, log_level="debug").log_level == "DEBUG"
     assert Settings(_env_file=None, log_level="").log_level is None

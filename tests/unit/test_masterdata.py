@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.masterdata import LIST_NAMES, MasterDataError, load_master_data, parse_list
-from pipeline.settings import SAMPLE_DATA
+from pipeline.core.masterdata import LIST_NAMES, MasterDataError, load_master_data, parse_list
+from pipeline.core.settings import SAMPLE_DATA
 
 
 def test_sample_lists_load_and_resolve_every_spelling() -> None:

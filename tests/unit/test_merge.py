@@ -1,5 +1,5 @@
-"""Folding reruns into a parent report (pipeline.merge) and the follow-up state rules
-(pipeline.followup): pure functions, called directly."""
+"""Folding reruns into a parent report (pipeline.core.merge) and the follow-up state rules
+(pipeline.core.followup): pure functions, called directly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.followup import CustomerStatus, needs_follow_up
-from pipeline.merge import chain_order, fold, fold_row
+from pipeline.core.followup import CustomerStatus, needs_follow_up
+from pipeline.core.merge import chain_order, fold, fold_row
 
 
 @dataclass(frozen=True)

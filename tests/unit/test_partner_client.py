@@ -13,11 +13,11 @@ import pytest
 import structlog
 from httpx_aiohttp import AiohttpTransport
 
-from pipeline.logs import mask_processor
-from pipeline.settings import PartnerSettings
-from workers.http import async_transport, timeout, transport_failure
-from workers.partner import PartnerClient
-from workers.responses import (
+from pipeline.core.logs import mask_processor
+from pipeline.core.settings import PartnerSettings
+from workers.partner.client import PartnerClient
+from workers.partner.http import async_transport, timeout, transport_failure
+from workers.partner.responses import (
     Found,
     Onboarded,
     PartnerResult,
@@ -65,7 +65,7 @@ class NoTokens:
     """A token source whose token endpoint is down."""
 
     async def aget(self) -> str:
-        from workers.token import TokenError
+        from workers.partner.token import TokenError
 
         raise TokenError("token endpoint unreachable (ConnectError)")
 

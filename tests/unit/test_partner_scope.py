@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.settings import PartnerSettings
-from workers.store import Keys
+from pipeline.core.settings import PartnerSettings
+from workers.state.store import Keys
 
 
 def test_scope_differs_by_host_and_client() -> None:

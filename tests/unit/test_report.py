@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.outcomes import RowError
-from pipeline.report import (
+from pipeline.core.outcomes import RowError
+from pipeline.reports.writer import (
     PIPELINE_REPORT_COLUMNS,
     REPORT_COLUMNS,
     ReportError,
@@ -24,7 +24,7 @@ from pipeline.report import (
     validation_outcomes,
     write_summary,
 )
-from pipeline.xlsxstream import column_letter
+from pipeline.reports.xlsxstream import column_letter
 
 NEUTRALISE_TABLE = [
     # (cell, expected) — formulas and at-functions become text, phones and numbers stay.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from workers.responses import (
+from workers.partner.responses import (
     Call,
     Found,
     NotFound,
@@ -262,7 +262,7 @@ def test_classify_uses_http_date_retry_after() -> None:
 
 def test_responses_module_is_pure() -> None:
     """Importing the result types pulls in no HTTP, Redis or Celery library."""
-    code = ("import sys, workers.responses; "
+    code = ("import sys, workers.partner.responses; "
             "print(sorted({'httpx', 'redis', 'celery', 'aiohttp'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.masterdata import load_master_data
-from pipeline.rules import age_cutoff, emirates_id_problems, parse_dates
-from pipeline.settings import SAMPLE_DATA, ValidationSettings
-from pipeline.validation import Validator
+from pipeline.core.masterdata import load_master_data
+from pipeline.core.settings import SAMPLE_DATA, ValidationSettings
+from pipeline.rules.checks import age_cutoff, emirates_id_problems, parse_dates
+from pipeline.rules.validation import Validator
 
 TODAY = date(2026, 6, 15)
 MASTER = load_master_data(SAMPLE_DATA / "master_data")

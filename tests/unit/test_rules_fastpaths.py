@@ -10,8 +10,8 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-from pipeline.emails import EmailNormaliser
-from pipeline.phones import PhoneNormaliser, build_plan
+from pipeline.rules.emails import EmailNormaliser
+from pipeline.rules.phones import PhoneNormaliser, build_plan
 
 REGIONS = ["AE", "GB", "IN", "SA", "PK", "EG", "PH", "DE", "FR", "US"]
 

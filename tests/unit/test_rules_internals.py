@@ -8,9 +8,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pipeline.columns import fixed_width, nonempty, scatter
-from pipeline.duplicates import DuplicateTracker
-from pipeline.rules import parse_dates
+from pipeline.rules.checks import parse_dates
+from pipeline.rules.columns import fixed_width, nonempty, scatter
+from pipeline.rules.duplicates import DuplicateTracker
 
 
 def test_iso_dates_agree_with_python_calendar() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.masterdata import MasterData, load_master_data
+from pipeline.core.masterdata import MasterData, load_master_data
 from sandbox.checks import MISSING, check_mandatory, check_master_data, lookup_key, onboard_key
 from sandbox.config import SAMPLE_DATA
 
@@ -164,8 +164,8 @@ def test_sandbox_requires_exactly_the_pipelines_default_mandatory_columns() -> N
     """The sandbox's nested mandatory list and the pipeline's flat default say the same thing:
     a body built by the pipeline from a row with only the default mandatory columns passes the
     sandbox's mandatory check, and leaving out any one of them makes the sandbox name it."""
-    from pipeline.schema import to_partner_body
-    from pipeline.settings import MANDATORY_COLUMNS
+    from pipeline.core.settings import MANDATORY_COLUMNS
+    from pipeline.ingest.schema import to_partner_body
 
     full = {column: "2030-01-01" if "date" in column else "X1" for column in MANDATORY_COLUMNS}
     problems = check_mandatory(to_partner_body(full))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipeline.masterdata import MasterDataError
+from pipeline.core.masterdata import MasterDataError
 from sandbox.config import SandboxConfig
 from sandbox.state import NO_FAULTS, Faults, OnboardRequest, Reply, SandboxState
 

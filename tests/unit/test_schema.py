@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schema import (
+from pipeline.core.settings import MANDATORY_COLUMNS, SAMPLE_DATA
+from pipeline.ingest.schema import (
     ADDRESS_COLUMNS,
     CANONICAL_COLUMNS,
     CLASSIFICATION_COLUMNS,
@@ -20,7 +21,6 @@ from pipeline.schema import (
     resolve_headers,
     to_partner_body,
 )
-from pipeline.settings import MANDATORY_COLUMNS, SAMPLE_DATA
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -3,7 +3,7 @@ redelivery of unacknowledged messages."""
 
 from __future__ import annotations
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from workers.app import check_timing
 
 

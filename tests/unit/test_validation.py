@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 from test_rules import BASE, make_validator
 
-from pipeline.ingest import Chunk
-from pipeline.outcomes import RowError
-from pipeline.schema import CANONICAL_COLUMNS
+from pipeline.core.outcomes import RowError
+from pipeline.ingest.schema import CANONICAL_COLUMNS
+from pipeline.ingest.table import Chunk
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\0" * 64

@@ -1,0 +1,2 @@
+"""A batch's lifecycle on the queue: submit, follow, report, rerun, recover.
+"""

@@ -1,0 +1,2 @@
+"""One module per ``onboard`` command; commands never import each other.
+"""

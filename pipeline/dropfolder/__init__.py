@@ -1,0 +1,2 @@
+"""The drop folder: its layout on disk and the watcher that runs what is dropped.
+"""

@@ -1,0 +1,2 @@
+"""Reading customer files: sniffing, CSV and Excel readers, the canonical schema.
+"""

@@ -1,0 +1,2 @@
+"""Writing reports: CSV and a streamed xlsx, formula-safe and atomic.
+"""

@@ -1,0 +1,2 @@
+"""The local validation rules, vectorised over a chunk of rows.
+"""

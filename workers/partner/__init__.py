@@ -1,0 +1,2 @@
+"""The partner API: HTTP clients, the typed responses, the shared token.
+"""

@@ -1,0 +1,2 @@
+"""Everything kept in Redis: keys, records, scripts and the stores over them.
+"""

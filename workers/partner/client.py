@@ -3,7 +3,8 @@
 Every answer becomes a typed result through :func:`workers.partner.responses.classify`; a
 request that gets no answer becomes ``Transient`` (``in_doubt`` for an onboarding create that
 may have been sent). A 401 makes the broker renew the token (only if the refused token is still
-current) and the request is repeated once; a second 401 is returned as ``Unauthorized``, never looped.
+current) and the request is repeated once; a second 401 is returned as ``Unauthorized``,
+never looped.
 
 One ``PartnerClient`` per process *and* event loop: its connection pool belongs to the loop it
 first runs on, and sockets must never be shared across a fork. Create it inside the worker

@@ -233,7 +233,6 @@ def status(
 
     from pipeline.batch.follow import describe
     from pipeline.batch.follow import follow as follow_batch
-    from pipeline.batch.submit import batch_state
     from pipeline.commands.run import load_settings, open_store
 
     _logging()
@@ -245,7 +244,7 @@ def status(
             for line in recent_lines(store, 20):
                 console.print(line, markup=False, soft_wrap=True)
             return
-        state = batch_state(store, batch)
+        state = store.batch_state(batch)
         if state is None:
             _fail(f"batch {batch}: unknown (or expired) batch", 2)
         if follow:

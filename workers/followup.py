@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -44,9 +44,8 @@ def open_rows(store: BatchStore, batch_ids: Sequence[str]) -> dict[int, tuple[st
     """Row → (batch holding its latest status, status) for rows whose status is not final."""
     latest: dict[int, tuple[str, CustomerStatus]] = {}
     for batch_id in batch_ids:
-        raw = cast(dict[bytes, bytes], store.r.hgetall(store.keys.statuses(batch_id)))
-        for number, value in raw.items():
-            latest[int(number)] = (batch_id, CustomerStatus.from_json(value))
+        for number, status in store.statuses(batch_id).items():
+            latest[number] = (batch_id, status)
     return {n: v for n, v in latest.items() if not v[1].final and v[1].ecrn}
 
 
@@ -81,10 +80,4 @@ async def check_statuses(
 
 def save_statuses(store: BatchStore, batch_id: str, rows: dict[int, CustomerStatus]) -> None:
     """Keep the answers under the batch and mark it followed up (its report shows them)."""
-    key = store.keys.statuses(batch_id)
-    pipe = store.r.pipeline(transaction=True)
-    if rows:
-        pipe.hset(key, mapping={n: s.to_json() for n, s in rows.items()})
-        pipe.expire(key, store.ttl)
-    pipe.hset(store.keys.meta(batch_id), "followed_up", utc_now())
-    pipe.execute()
+    store.save_statuses(batch_id, rows)

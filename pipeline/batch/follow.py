@@ -25,8 +25,7 @@ from rich.progress import (
 from pipeline.core.outcomes import Outcome
 
 if TYPE_CHECKING:
-    from pipeline.batch.submit import BatchState
-    from workers.state.store import BatchStore
+    from workers.state.store import BatchState, BatchStore
 
 POLL_SECONDS = 0.25
 
@@ -53,7 +52,6 @@ def follow(
     worker died). ``timeout`` (seconds) raises TimeoutError when the batch is not complete
     by then.
     """
-    from pipeline.batch.submit import batch_state
 
     console = console or Console(stderr=True, highlight=False)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -75,7 +73,7 @@ def follow(
     with progress:
         task = progress.add_task(batch_id, total=None, outcomes="", rate="")
         while True:
-            state = batch_state(store, batch_id)
+            state = store.batch_state(batch_id)
             if state is None:
                 raise LookupError(f"batch {batch_id}: unknown (or expired) batch")
             total = state.total if state.enqueue_done else max(state.meta.rows_enqueued, 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from pipeline.commands.validate import UnusableInput
 from pipeline.core.settings import Settings
@@ -38,15 +38,12 @@ def find_unfinished(store: BatchStore, path: Path, sha256: str) -> str | None:
     from workers.state.store import RECENT_BATCHES_KEPT
 
     wanted = str(path.resolve())
-    ids = store.recent_batches(RECENT_BATCHES_KEPT)
-    pipe = store.r.pipeline(transaction=False)
-    for batch_id in ids:
-        pipe.hmget(store.keys.meta(batch_id), ["input_path", "sha256", "enqueue_done", "error",
-                                                "parent_batch_id"])
-    for batch_id, fields in zip(ids, pipe.execute(), strict=True):
-        where, sha, done, error, parent = (
-            f.decode() if f else "" for f in cast(list[bytes | None], fields)
-        )
+    metas = store.recent_meta(
+        "input_path", "sha256", "enqueue_done", "error", "parent_batch_id",
+        limit=RECENT_BATCHES_KEPT,
+    )
+    for batch_id, meta in metas.items():
+        where, sha, done, error, parent = meta.values()
         # A rerun reads the same file but is a different set of rows; an error (a ragged
         # line) would stop the resumed run at the same place again.
         if where == wanted and sha == sha256 and done != "1" and not error and not parent:
@@ -96,7 +93,7 @@ def submit_resumable(
         except OSError as exc:
             raise UnusableInput(f"{exc.filename or path}: {exc.strerror or exc}") from None
         finally:
-            store.r.close()
+            store.close()
     except UnusableInput as exc:
         return RunResult(EXIT_UNUSABLE, error=str(exc))
     summary = {"batch_id": sub.batch_id, "rows": sub.rows, "valid": sub.valid,
@@ -108,11 +105,10 @@ def recent_lines(store: BatchStore, limit: int = 20) -> list[str]:
     """``onboard status`` without a batch: one line per recent batch, newest first: id, file,
     started, progress (rows done / total, or / enqueued so far), state, outcome counts."""
     from pipeline.batch.follow import describe
-    from pipeline.batch.submit import batch_state
 
     lines = []
     for batch_id in store.recent_batches(limit):
-        state = batch_state(store, batch_id)
+        state = store.batch_state(batch_id)
         if state is None:
             continue
         meta = state.meta

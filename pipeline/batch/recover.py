@@ -14,45 +14,17 @@ its queue is empty, no message of the queue is unacknowledged and no row got an 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
-    import redis
     from celery import Celery
 
     from workers.state.store import BatchStore
-
-# kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>"
-# and every delivered-but-unacknowledged message (of all queues) in one hash.
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
-UNACKED_KEY = "unacked"
-
-
-def queue_idle(client: redis.Redis, queue: str) -> bool:
-    """No message of ``queue`` waits in Redis and none is delivered but unacknowledged."""
-    lists = [queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in _PRIORITY_STEPS)]
-    pipe = client.pipeline(transaction=False)
-    for name in lists:
-        pipe.llen(name)
-    if any(cast(list[int], pipe.execute())):
-        return False
-    # Each value is JSON [message, exchange, routing key]; our messages route by queue name.
-    for _, value in client.hscan_iter(UNACKED_KEY, count=200):
-        try:
-            routing_key = json.loads(value)[2]
-        except (ValueError, IndexError, TypeError):
-            continue
-        if routing_key == queue:
-            return False
-    return True
-
 
 def recover_batch(
     store: BatchStore, app: Celery, settings: Settings, batch_id: str
@@ -62,23 +34,22 @@ def recover_batch(
     Does nothing (0) for a complete batch. Raises :class:`~pipeline.batch.submit.SubmitError`
     (one line) for an unknown batch, one still being enqueued, or a changed input file.
     """
-    from pipeline.batch.rerun import stored_selection
-    from pipeline.batch.submit import SubmitError, batch_state, input_spec, submit_file
+    from pipeline.batch.submit import SubmitError, input_spec, submit_file
 
-    state = batch_state(store, batch_id)
+    state = store.batch_state(batch_id)
     if state is None:
         raise SubmitError(f"batch {batch_id}: unknown (or expired) batch")
     if state.complete:
         return 0
     if not state.enqueue_done:
         raise SubmitError(f"batch {batch_id}: not fully enqueued yet; nothing to recover")
-    recorded = {int(k) for k in cast(list[bytes], store.r.hkeys(store.keys.rows(batch_id)))}
+    recorded = store.recorded_rows(batch_id)
     spec = input_spec(state)
     scans = state.input.get("documents_dir")
     sub = submit_file(
         spec.path, app=app, store=store, settings=settings, column_map=spec.column_map,
         master_data_dir=spec.master_data_dir, sheet=spec.sheet, batch_id=batch_id,
-        select=stored_selection(store, batch_id), recorded=recorded,
+        select=store.selection(batch_id), recorded=recorded,
         documents_dir=Path(scans) if scans else None,
     )
     return sub.valid + sub.invalid
@@ -104,9 +75,8 @@ class StallWatch:
 
     def __call__(self) -> None:
         """Look once: note progress, or recover when the batch has stalled."""
-        from pipeline.batch.submit import batch_state
 
-        state = batch_state(self._store, self._batch_id)
+        state = self._store.batch_state(self._batch_id)
         now = self._clock()
         if state is None or state.complete:
             return
@@ -116,7 +86,7 @@ class StallWatch:
             return
         if not state.enqueue_done or now - self._since < self._stall:
             return
-        if not queue_idle(self._store.r, self._queue):
+        if not self._store.queue_idle(self._queue):
             return
         import structlog
 
@@ -142,7 +112,7 @@ def recover_command(batch_id: str, *, settings: Settings | None = None) -> tuple
         try:
             rows = recover_batch(store, app, settings, batch_id)
         finally:
-            store.r.close()
+            store.close()
     except UnusableInput as exc:
         return EXIT_UNUSABLE, str(exc)
     return EXIT_DONE, f"{batch_id}: {rows:,} rows with no outcome re-enqueued"

@@ -111,10 +111,10 @@ def write_batch_report(
     input file that is gone or changed, or an unwritable output directory.
     """
     from pipeline.batch.rerun import ReportRows
-    from pipeline.batch.submit import batch_state, input_spec, iter_chunks, open_input
+    from pipeline.batch.submit import input_spec, iter_chunks, open_input
     from pipeline.ingest.table import InputError
 
-    state = batch_state(store, batch_id)
+    state = store.batch_state(batch_id)
     if state is None:
         raise UnusableInput(f"batch {batch_id}: unknown (or expired) batch")
     spec = input_spec(state)

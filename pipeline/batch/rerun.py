@@ -16,7 +16,7 @@ without a partner call, whatever the selection says.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -39,7 +39,6 @@ ROW_NUMBER_COLUMN = "row_number"
 OUTCOME_COLUMN = "outcome"
 MERGED_NAME = "merged"
 MERGED_SUMMARY = "merged.summary.json"
-_SELECTION_WRITE = 10_000
 
 
 def parse_outcomes(text: str | Sequence[str] | None) -> frozenset[Outcome]:
@@ -112,45 +111,17 @@ def selection_from_batch(
     A batch that is itself a rerun reads its rows from its own input through its selection.
     """
     rows = {rec.row_number for rec in store.iter_rows(batch_id) if rec.outcome in outcomes}
-    own = stored_selection(store, batch_id)
+    own = store.selection(batch_id)
     if own is None:
         return {n: n for n in rows}
     return {line: number for line, number in own.items() if number in rows}
-
-
-def stored_selection(store: BatchStore, batch_id: str) -> dict[int, int] | None:
-    """A rerun batch's selection (input row → row number); None for an ordinary batch."""
-    raw = cast(dict[bytes, bytes], store.r.hgetall(store.keys.selection(batch_id)))
-    if not raw:
-        return None
-    return {int(k): int(v) for k, v in raw.items()}
-
-
-def store_selection(store: BatchStore, batch_id: str, select: Mapping[int, int]) -> None:
-    """Keep a rerun batch's selection next to its other state (same TTL)."""
-    key = store.keys.selection(batch_id)
-    items = list(select.items())
-    pipe = store.r.pipeline(transaction=False)
-    for start in range(0, len(items), _SELECTION_WRITE):
-        pipe.hset(key, mapping=dict(items[start:start + _SELECTION_WRITE]))
-    pipe.expire(key, store.ttl)
-    pipe.execute()
 
 
 def find_reruns(store: BatchStore, parent: str) -> list[str]:
     """Reruns of ``parent`` (and reruns of those) among the recent batches, in fold order."""
     from workers.state.store import RECENT_BATCHES_KEPT
 
-    ids = store.recent_batches(RECENT_BATCHES_KEPT)
-    pipe = store.r.pipeline(transaction=False)
-    for batch_id in ids:
-        pipe.hmget(store.keys.meta(batch_id), ["parent_batch_id", "created_at"])
-    metas: dict[str, dict[str, str]] = {}
-    for batch_id, (up, created) in zip(ids, pipe.execute(), strict=True):
-        metas[batch_id] = {
-            "parent_batch_id": up.decode() if up else "",
-            "created_at": created.decode() if created else "",
-        }
+    metas = store.recent_meta("parent_batch_id", "created_at", limit=RECENT_BATCHES_KEPT)
     return chain_order(parent, metas)
 
 
@@ -174,17 +145,16 @@ class ReportRows:
     """
 
     def __init__(self, store: BatchStore, batch_id: str, merge: Sequence[str] = ()) -> None:
-        from pipeline.batch.submit import batch_state
 
         self.store = store
         self.batch_id = batch_id
         self.merge = list(merge)
         self.batches = [batch_id, *self.merge]
-        self.selected = bool(store.r.exists(store.keys.selection(batch_id)))
-        states = [batch_state(store, b) for b in self.merge]
+        self.selected = store.has_selection(batch_id)
+        states = [store.batch_state(b) for b in self.merge]
         self.complete = all(s is not None and s.complete for s in states)
         self.followed_up = any(
-            store.r.hget(store.keys.meta(b), "followed_up") for b in self.batches
+            store.meta_fields(b, "followed_up")[0] for b in self.batches
         )
         self.extra_columns: tuple[str, ...] = FOLLOW_UP_COLUMNS if self.followed_up else ()
 
@@ -192,12 +162,10 @@ class ReportRows:
         """The report's rows of one input chunk."""
         store = self.store
         if self.selected:
-            mapped = cast(
-                list[bytes | None], store.r.hmget(store.keys.selection(self.batch_id), numbers)
-            )
+            mapped = store.selected(self.batch_id, numbers)
             keep = [i for i, m in enumerate(mapped) if m is not None]
             raw = raw.iloc[keep]
-            numbers = [int(cast(bytes, mapped[i])) for i in keep]
+            numbers = [cast(int, mapped[i]) for i in keep]
             given_ecrn = [given_ecrn[i] for i in keep]
         records = store.get_rows(self.batch_id, numbers)
         if self.merge:
@@ -220,10 +188,9 @@ def latest_statuses(
     if not numbers:
         return latest
     for batch_id in batches:
-        raw = cast(list[bytes | None], store.r.hmget(store.keys.statuses(batch_id), numbers))
-        for i, value in enumerate(raw):
-            if value is not None:
-                latest[i] = CustomerStatus.from_json(value)
+        for i, status in enumerate(store.statuses_of(batch_id, numbers)):
+            if status is not None:
+                latest[i] = status
     return latest
 
 
@@ -232,14 +199,14 @@ def _source(
     column_map: Path | None, master_data_dir: Path | None, parent: str | None,
 ) -> tuple[Path, dict[int, int], str, Path | None, Path | None, str | None]:
     """(input path, selection, parent id, column map, master data, sheet) of a rerun."""
-    from pipeline.batch.submit import batch_state, input_spec
+    from pipeline.batch.submit import input_spec
 
     as_path = Path(source)
     if as_path.is_file():
         select = selection_from_report(as_path, outcomes, settings, column_map)
         up = parent if parent is not None else _report_batch(as_path)
         return as_path, select, up, column_map, master_data_dir, None
-    state = batch_state(store, source)
+    state = store.batch_state(source)
     if state is None:
         raise UnusableInput(
             f"{source}: neither a report file nor a known batch (batches expire after "
@@ -322,7 +289,7 @@ def _rerun(
         if wait and (worker or (worker is None and env.local)):
             env.start_worker(concurrency)
         batch_id = new_batch_id()
-        store_selection(env.store, batch_id, select)
+        env.store.save_selection(batch_id, select)
         try:
             sub = submit_file(
                 path, app=env.app, store=env.store, settings=env.settings, column_map=cmap,

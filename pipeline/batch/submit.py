@@ -16,10 +16,10 @@ import base64
 import secrets
 from collections.abc import Callable, Container, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import filetype
 import structlog
@@ -29,7 +29,7 @@ from pipeline.core.masterdata import MasterData, MasterDataError, load_master_da
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import Settings
 from pipeline.reports.writer import join_errors
-from workers.state.store import BatchMeta, BatchStore, RowRecord
+from workers.state.store import BatchMeta, BatchState, BatchStore, RowRecord
 from workers.tasks import PROCESS_CHUNK, chunk_message
 
 if TYPE_CHECKING:
@@ -64,28 +64,6 @@ class Submission:
     # Chunk ids are this plus the message number; a recovery uses its own so the per-chunk
     # delivery counters (poison detection) of the first sending are not added to.
     chunk_prefix: str = "c"
-
-
-@dataclass(slots=True)
-class BatchState:
-    """A batch's progress as the store's counters tell it."""
-
-    batch_id: str
-    meta: BatchMeta
-    counts: dict[Outcome, int] = field(default_factory=dict)
-    done: int = 0
-    enqueue_done: bool = False
-    input: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        """Rows of the input (0 until the whole file has been read)."""
-        return self.meta.total_rows
-
-    @property
-    def complete(self) -> bool:
-        """Every row of the fully read input has an outcome."""
-        return self.enqueue_done and self.done >= self.total
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,12 +195,10 @@ def submit_file(
     if previous is not None and batch_id:
         if previous.sha256 != info.sha256:
             raise SubmitError(f"{path}: changed since batch {batch_id} began; cannot resume it")
-        marks = cast(list[bytes | None], store.r.hmget(
-            store.keys.meta(batch_id), ["messages_enqueued", "validated_on"]
-        ))
-        sent_before = 0 if recovering else int(marks[0] or 0)
-        if marks[1] and today is None:
-            today = date.fromisoformat(marks[1].decode())
+        sent, validated_on = store.meta_fields(batch_id, "messages_enqueued", "validated_on")
+        sent_before = 0 if recovering else int(sent or 0)
+        if validated_on and today is None:
+            today = date.fromisoformat(validated_on)
     today = today or date.today()
     scans = documents_dir.resolve() if documents_dir is not None else spec.path.parent
     validator = Validator(master, rules, base_dir=scans, today=today)
@@ -374,32 +350,11 @@ def _publish(
     # Messages are numbered in file order, the same on every read of an unchanged file, so a
     # resumed submit skips exactly those an earlier, killed one had sent.
     if sub.messages >= sent_before:
-        message = chunk_message(sub.batch_id, chunk_id, rows)
-        pipe = None
-        with producer.batch(max_size=64) as batch:
-            app.send_task(PROCESS_CHUNK, args=[message], producer=producer)
-            pipe = getattr(getattr(batch.state, "session", None), "pipeline", None)
-            if pipe is not None and not recovering:
-                # The cursor rides in the same pipeline write as the message (kombu's Redis
-                # publish batch): a killed submit cannot have sent a message it does not count.
-                pipe.hset(store.keys.meta(sub.batch_id), "messages_enqueued", sub.messages + 1)
-        if pipe is None and not recovering:
-            store.update_meta(sub.batch_id, messages_enqueued=sub.messages + 1)
+        store.publish_counted(
+            app, producer, PROCESS_CHUNK, [chunk_message(sub.batch_id, chunk_id, rows)],
+            batch_id=sub.batch_id, sent=None if recovering else sub.messages + 1,
+        )
     sub.messages += 1
-
-
-def batch_state(store: BatchStore, batch_id: str) -> BatchState | None:
-    """The batch's meta and counters, or None for an unknown (or expired) batch."""
-    raw = cast(dict[bytes, bytes], store.r.hgetall(store.keys.meta(batch_id)))
-    if not raw:
-        return None
-    meta = BatchMeta.from_hash(batch_id, raw)
-    fields_ = {k.decode(): v.decode() for k, v in raw.items()}
-    counts = store.counts(batch_id)
-    return BatchState(
-        batch_id, meta, counts, store.done_count(batch_id),
-        enqueue_done=fields_.get("enqueue_done") == "1", input=fields_,
-    )
 
 
 def input_spec(state: BatchState) -> InputSpec:

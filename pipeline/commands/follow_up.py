@@ -33,7 +33,6 @@ def follow_up_batch(
     mistake (exit code 2, one line). ``sandbox_url`` points the partner at a sandbox."""
     from pipeline.batch.report import write_batch_report
     from pipeline.batch.rerun import find_reruns
-    from pipeline.batch.submit import batch_state
     from workers.followup import FollowUp, check_statuses, open_rows, save_statuses
     from workers.runtime import Runtime
 
@@ -46,7 +45,7 @@ def follow_up_batch(
         with _redis(settings) as info:
             store = _store(info.redis_url, settings)
             try:
-                if batch_state(store, batch_id) is None:
+                if store.batch_state(batch_id) is None:
                     raise UnusableInput(f"batch {batch_id}: unknown (or expired) batch")
                 batches = [batch_id, *find_reruns(store, batch_id)]
                 pending = open_rows(store, batches)
@@ -72,7 +71,7 @@ def follow_up_batch(
                     })
                 report = write_batch_report(store, batch_id, Path(out_dir), settings=settings)
             finally:
-                store.r.close()
+                store.close()
     except UnusableInput as exc:
         return RunResult(2, error=str(exc)), None
     report.summary["follow_up"] = {

@@ -160,7 +160,7 @@ def open_pipeline(settings: Settings, *, sandbox: bool = False) -> Iterator[Pipe
         app = make_worker_app(settings, broker_url=info.broker_url, redis_url=info.redis_url)
         stack.callback(close_runtime, app)
         store = _store(info.redis_url, settings)
-        stack.callback(store.r.close)
+        stack.callback(store.close)
         yield PipelineEnv(settings, app, store, info, sandbox, stack)
 
 
@@ -297,7 +297,7 @@ def submit_only(
         try:
             sub = _submit(Path(path), app, store, settings, column_map, master_data_dir, sheet)
         finally:
-            store.r.close()
+            store.close()
     except UnusableInput as exc:
         return RunResult(EXIT_UNUSABLE, error=str(exc))
     summary = {"batch_id": sub.batch_id, "rows": sub.rows, "valid": sub.valid,
@@ -334,7 +334,7 @@ def open_store(settings: Settings) -> Iterator[BatchStore]:
         try:
             yield store
         finally:
-            store.r.close()
+            store.close()
 
 
 def report_batch(

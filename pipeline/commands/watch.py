@@ -76,9 +76,9 @@ class PipelineRunner:
 
     def submit(self, batch_id: str, path: Path) -> None:
         """Validate and enqueue ``path`` as ``batch_id`` unless that already happened."""
-        from pipeline.batch.submit import batch_state, submit_file
+        from pipeline.batch.submit import submit_file
 
-        state = batch_state(self.store, batch_id)
+        state = self.store.batch_state(batch_id)
         if state is not None and state.enqueue_done:
             return
         try:
@@ -93,10 +93,9 @@ class PipelineRunner:
 
     def wait(self, batch_id: str, stop: threading.Event) -> bool:
         """Poll the store's counters until the batch is complete or ``stop`` is set."""
-        from pipeline.batch.submit import batch_state
 
         while True:
-            state = batch_state(self.store, batch_id)
+            state = self.store.batch_state(batch_id)
             if state is None:
                 # Redis lost the batch (flushed, expired): the watcher retries, and submit
                 # then starts the batch again under the same id.

@@ -23,13 +23,12 @@ from support import (
     wait_for,
 )
 
-from pipeline.batch.recover import UNACKED_KEY, queue_idle, recover_batch
-from pipeline.batch.rerun import store_selection
+from pipeline.batch.recover import recover_batch
 from pipeline.batch.submit import new_batch_id, submit_file
 from pipeline.commands.run import follow_and_report, open_pipeline, report_batch, submit_only
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import BatchStore
+from workers.state.store import UNACKED_KEY, BatchStore
 
 ROWS = 60
 PER_MESSAGE = 10
@@ -84,7 +83,7 @@ def test_recover_command_resends_only_rows_without_outcome(
         store = BatchStore(client, prefix=prefix)
         with onboard_worker(env, tmp_path / "worker.log"):
             wait_for(
-                lambda: store.done_count(batch_id) == ROWS // 2 and queue_idle(client, prefix),
+                lambda: store.done_count(batch_id) == ROWS // 2 and store.queue_idle(prefix),
                 30, "the surviving messages' rows",
             )
             assert not store.is_complete(batch_id)
@@ -140,16 +139,17 @@ def test_queue_idle_sees_only_this_queues_unacked_messages(
     """A waiting message or an unacknowledged one of this queue makes it busy; an
     unacknowledged message of another queue does not."""
     queue = isolated_redis.prefix
-    assert queue_idle(client, queue)
+    store = BatchStore(client, prefix=queue)
+    assert store.queue_idle(queue)
     client.lpush(queue, b"{}")
-    assert not queue_idle(client, queue)
+    assert not store.queue_idle(queue)
     client.delete(queue)
     mine, other = f"{queue}-tag-mine", f"{queue}-tag-other"
     try:
         client.hset(UNACKED_KEY, other, json.dumps([{}, "x", f"{queue}-other"]))
-        assert queue_idle(client, queue)
+        assert store.queue_idle(queue)
         client.hset(UNACKED_KEY, mine, json.dumps([{}, queue, queue]))
-        assert not queue_idle(client, queue)
+        assert not store.queue_idle(queue)
     finally:
         client.hdel(UNACKED_KEY, mine, other)
 
@@ -167,7 +167,7 @@ def test_recovery_of_a_rerun_batch_sends_only_its_own_rows(
         settings = sandbox_settings(url, prefix, sandbox.base_url, rows_per_message=PER_MESSAGE)
         with open_pipeline(settings) as env:
             batch_id = new_batch_id()
-            store_selection(env.store, batch_id, select)
+            env.store.save_selection(batch_id, select)
             submit_file(source, app=env.app, store=env.store, settings=env.settings,
                         batch_id=batch_id, select=select)
             assert client.delete(prefix) == 1

@@ -21,7 +21,6 @@ import pytest
 import redis
 from keyspace import IsolatedRedis
 
-from pipeline.batch.submit import batch_state
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
 from workers.state.store import BatchStore
 
@@ -116,13 +115,13 @@ def test_watcher_killed_mid_batch_resumes_and_the_batch_completes_once(
         )
 
         def started() -> bool:
-            state = batch_state(store, batch_id)
+            state = store.batch_state(batch_id)
             return state is not None and state.done > 0
 
         poll(started, "first rows done")
         watcher.send_signal(signal.SIGKILL)
         watcher.wait(10)
-        state = batch_state(store, batch_id)
+        state = store.batch_state(batch_id)
         assert state is not None and not state.complete, "the kill must land mid-batch"
         assert list((folder / "outbox").iterdir()) == []
         assert (folder / "processing" / "customers.csv").exists()
@@ -208,13 +207,13 @@ def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
             client.ltrim(prefix, -3, -1)
             client.hset(meta, mapping={"messages_enqueued": 3, "total_rows": 0})
             client.hdel(meta, "enqueue_done")
-            assert not batch_state(store, batch_id).complete  # type: ignore[union-attr]
+            assert not store.batch_state(batch_id).complete  # type: ignore[union-attr]
 
             runner.submit(batch_id, source)
             assert client.llen(prefix) == sent
             assert int(client.hget(meta, "messages_enqueued") or 0) == sent
             with in_process_worker(app, concurrency=2):
-                poll(lambda: batch_state(store, batch_id).complete,  # type: ignore[union-attr]
+                poll(lambda: store.batch_state(batch_id).complete,  # type: ignore[union-attr]
                      "the batch to complete")
         finally:
             close_runtime(app)

@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -41,11 +42,19 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
+from pipeline.core.followup import CustomerStatus
 from pipeline.core.outcomes import Outcome, RowResult
 
 DEFAULT_TTL_SECONDS = 14 * 24 * 3600
 RECENT_BATCHES_KEPT = 1000
 CALL_KINDS = ("lookup", "onboard", "status", "token")
+# Hash fields written per HSET when a rerun's selection is stored (bounded request size).
+_SELECTION_WRITE = 10_000
+# kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>"
+# and every delivered-but-unacknowledged message (of all queues) in one hash.
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+UNACKED_KEY = "unacked"
 
 
 # Shared encoders: json.dumps with options builds a new encoder per call (twice per row).
@@ -228,6 +237,28 @@ class BatchMeta:
         for name in ("total_rows", "rows_enqueued"):
             values[name] = int(values.get(name) or 0)
         return cls(**values)
+
+
+@dataclass(slots=True)
+class BatchState:
+    """A batch's progress as the store's counters tell it."""
+
+    batch_id: str
+    meta: BatchMeta
+    counts: dict[Outcome, int] = dc_field(default_factory=dict)
+    done: int = 0
+    enqueue_done: bool = False
+    input: dict[str, str] = dc_field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Rows of the input (0 until the whole file has been read)."""
+        return self.meta.total_rows
+
+    @property
+    def complete(self) -> bool:
+        """Every row of the fully read input has an outcome."""
+        return self.enqueue_done and self.done >= self.total
 
 
 def _text(value: bytes | str) -> str:
@@ -491,6 +522,131 @@ class BatchStore(_Base):
         """Batch ids, newest first."""
         ids = cast(list[bytes], self.r.zrevrange(self.keys.batches(), 0, limit - 1))
         return [i.decode() for i in ids]
+
+    def batch_state(self, batch_id: str) -> BatchState | None:
+        """The batch's meta and counters, or None for an unknown (or expired) batch."""
+        raw = cast(dict[bytes, bytes], self.r.hgetall(self.keys.meta(batch_id)))
+        if not raw:
+            return None
+        fields_ = {k.decode(): v.decode() for k, v in raw.items()}
+        return BatchState(
+            batch_id, BatchMeta.from_hash(batch_id, raw), self.counts(batch_id),
+            self.done_count(batch_id), enqueue_done=fields_.get("enqueue_done") == "1",
+            input=fields_,
+        )
+
+    def meta_fields(self, batch_id: str, *names: str) -> list[str]:
+        """Some meta fields of a batch, "" for each one that is not set."""
+        raw = cast(list[bytes | None], self.r.hmget(self.keys.meta(batch_id), list(names)))
+        return [v.decode() if v else "" for v in raw]
+
+    def recent_meta(
+        self, *names: str, limit: int = RECENT_BATCHES_KEPT
+    ) -> dict[str, dict[str, str]]:
+        """Batch id → the named meta fields ("" when unset) of the recent batches, newest
+        first, in one round trip."""
+        ids = self.recent_batches(limit)
+        pipe = self.r.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hmget(self.keys.meta(batch_id), list(names))
+        return {
+            batch_id: {n: v.decode() if v else "" for n, v in zip(names, values, strict=True)}
+            for batch_id, values in zip(ids, pipe.execute(), strict=True)
+        }
+
+    def recorded_rows(self, batch_id: str) -> set[int]:
+        """Row numbers of the batch that already have an outcome."""
+        return {int(k) for k in cast(list[bytes], self.r.hkeys(self.keys.rows(batch_id)))}
+
+    # -- rerun selections and follow-up statuses -----------------------------------------
+    def selection(self, batch_id: str) -> dict[int, int] | None:
+        """A rerun batch's selection (input row → row number); None for an ordinary batch."""
+        raw = cast(dict[bytes, bytes], self.r.hgetall(self.keys.selection(batch_id)))
+        return {int(k): int(v) for k, v in raw.items()} if raw else None
+
+    def has_selection(self, batch_id: str) -> bool:
+        """The batch is a rerun that holds only some rows of its input."""
+        return bool(self.r.exists(self.keys.selection(batch_id)))
+
+    def selected(self, batch_id: str, lines: Sequence[int]) -> list[int | None]:
+        """Per input row, its row number in the rerun batch, or None when not selected."""
+        if not lines:
+            return []
+        raw = cast(list[bytes | None], self.r.hmget(self.keys.selection(batch_id), list(lines)))
+        return [None if v is None else int(v) for v in raw]
+
+    def save_selection(self, batch_id: str, select: Mapping[int, int]) -> None:
+        """Keep a rerun batch's selection next to its other state (same TTL)."""
+        key = self.keys.selection(batch_id)
+        items = list(select.items())
+        pipe = self.r.pipeline(transaction=False)
+        for start in range(0, len(items), _SELECTION_WRITE):
+            pipe.hset(key, mapping=dict(items[start:start + _SELECTION_WRITE]))
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    def statuses(self, batch_id: str) -> dict[int, CustomerStatus]:
+        """Every customer status a follow-up kept for the batch, by row number."""
+        raw = cast(dict[bytes, bytes], self.r.hgetall(self.keys.statuses(batch_id)))
+        return {int(n): CustomerStatus.from_json(v) for n, v in raw.items()}
+
+    def statuses_of(self, batch_id: str, numbers: Sequence[int]) -> list[CustomerStatus | None]:
+        """The kept status of each row (None where the batch has none)."""
+        if not numbers:
+            return []
+        raw = cast(list[bytes | None], self.r.hmget(self.keys.statuses(batch_id), list(numbers)))
+        return [None if v is None else CustomerStatus.from_json(v) for v in raw]
+
+    def save_statuses(self, batch_id: str, rows: Mapping[int, CustomerStatus]) -> None:
+        """Keep follow-up answers under the batch and mark it followed up."""
+        key = self.keys.statuses(batch_id)
+        pipe = self.r.pipeline(transaction=True)
+        if rows:
+            pipe.hset(key, mapping={n: s.to_json() for n, s in rows.items()})
+            pipe.expire(key, self.ttl)
+        pipe.hset(self.keys.meta(batch_id), "followed_up", utc_now())
+        pipe.execute()
+
+    # -- the broker's queue, as kombu's Redis transport keeps it -------------------------
+    def queue_idle(self, queue: str) -> bool:
+        """No message of ``queue`` waits in Redis and none is delivered but unacknowledged."""
+        lists = [queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in _PRIORITY_STEPS)]
+        pipe = self.r.pipeline(transaction=False)
+        for name in lists:
+            pipe.llen(name)
+        if any(cast(list[int], pipe.execute())):
+            return False
+        # Each value is JSON [message, exchange, routing key]; our messages route by queue.
+        for _, value in self.r.hscan_iter(UNACKED_KEY, count=200):
+            try:
+                routing_key = json.loads(value)[2]
+            except (ValueError, IndexError, TypeError):
+                continue
+            if routing_key == queue:
+                return False
+        return True
+
+    def publish_counted(
+        self, app: Any, producer: Any, task: str, args: list[Any], *, batch_id: str,
+        sent: int | None,
+    ) -> None:
+        """Send one task message; with ``sent``, set the batch's enqueue cursor to it.
+
+        The cursor rides in the same pipeline write as the message (kombu's Redis publish
+        batch), so a killed submit cannot have sent a message it does not count.
+        """
+        pipe = None
+        with producer.batch(max_size=64) as batch:
+            app.send_task(task, args=args, producer=producer)
+            pipe = getattr(getattr(batch.state, "session", None), "pipeline", None)
+            if pipe is not None and sent is not None:
+                pipe.hset(self.keys.meta(batch_id), "messages_enqueued", sent)
+        if pipe is None and sent is not None:
+            self.update_meta(batch_id, messages_enqueued=sent)
+
+    def close(self) -> None:
+        """Close the Redis connection pool."""
+        self.r.close()
 
     # -- row outcomes and counters -------------------------------------------------------
     def record_outcomes(

@@ -21,12 +21,13 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from pipeline.core.errors import ServerError
 from sandbox.config import SandboxConfig
 
 EXIT_USAGE = 2
 
 
-class ListenError(Exception):
+class ListenError(ServerError):
     """The address cannot be listened on (port taken, bad host)."""
 
 

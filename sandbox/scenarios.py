@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from pipeline.core.errors import UserError
+
 
 class Case(StrEnum):
     """Every scenario case the sandbox knows."""
@@ -34,7 +36,7 @@ class Case(StrEnum):
     AML_UNDER_INVESTIGATION = "aml_under_investigation"
 
 
-class ScenarioError(Exception):
+class ScenarioError(UserError):
     """The scenario file cannot be used; the message names the file and the entry."""
 
 

@@ -34,6 +34,7 @@ import orjson
 from celery import Celery
 from kombu import compression, serialization
 
+from pipeline.core.errors import UserError
 from pipeline.core.settings import Settings
 
 MAX_TASKS_PER_CHILD = 1000
@@ -60,7 +61,7 @@ serialization.register(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Settings that cannot work together; the message names the settings."""
 
 

@@ -40,13 +40,15 @@ from celery.worker import state as worker_state
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pipeline.core.errors import OnboardError
+
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
 # sun_path holds 108 bytes on Linux; longer socket paths go to a short temp directory.
 MAX_SOCKET_PATH = 100
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(OnboardError):
     """The private Redis could not be started (the message says why and where)."""
 
 

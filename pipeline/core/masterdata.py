@@ -13,6 +13,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.errors import UserError
+
 LIST_NAMES = (
     "id_types",
     "countries",
@@ -26,7 +28,7 @@ LIST_NAMES = (
 )
 
 
-class MasterDataError(Exception):
+class MasterDataError(UserError):
     """A master-data directory or file cannot be used; the message names the file."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.atomic import atomic_write_text
+from pipeline.core.errors import UserError
 
 INBOX = "inbox"
 PROCESSING = "processing"
@@ -58,7 +59,7 @@ _MAX_EXTENSION_CHARS = 10
 _HASH_BLOCK = 1024 * 1024
 
 
-class DropFolderError(Exception):
+class DropFolderError(UserError):
     """The drop folder cannot be used (not a directory, not writable, already watched)."""
 
 

@@ -45,6 +45,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core.atomic import atomic_write_text
+from pipeline.core.errors import UserError
 from pipeline.dropfolder import layout as df
 
 log = structlog.get_logger(__name__)
@@ -78,7 +79,7 @@ class WatchSettings(BaseSettings):
     documents_dir: Path | None = None
 
 
-class UnusableFile(Exception):
+class UnusableFile(UserError):
     """The file cannot be run (the pipeline's exit-2 cases); the message is one line."""
 
 

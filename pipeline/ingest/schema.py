@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import InputError as InputError
+
 CUSTOMER_COLUMNS: tuple[str, ...] = (
     "channel",
     "agent_location_id",
@@ -103,14 +105,6 @@ FILE_COLUMNS: tuple[str, ...] = ("id_front_file", "id_back_file")
 
 _CANONICAL_SET = frozenset(CANONICAL_COLUMNS)
 _NON_WORD = re.compile(r"[\W_]+")
-
-
-class InputError(Exception):
-    """An input file (or the column map that goes with it) cannot be used at all.
-
-    The message is one line naming the file, and the row or column where known; the CLI prints
-    it as is and exits with code 2. ``pipeline.ingest.table`` re-exports this class.
-    """
 
 
 def normalise_header(header: str) -> str:

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline.core.atomic import atomic_write_text, temp_path
+from pipeline.core.errors import UserError
 from pipeline.core.outcomes import Outcome, RowError
 from pipeline.reports.xlsxstream import XlsxStream
 
@@ -70,7 +71,7 @@ _TRIGGER_BYTES = np.zeros(256, dtype=bool)
 _TRIGGER_BYTES[[ord(c) for c in "=@\t\r+-"]] = True
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A report cannot be written (e.g. more rows than an Excel sheet holds)."""
 
 

@@ -37,6 +37,7 @@ import httpx
 import redis
 import structlog
 
+from pipeline.core.errors import OnboardError
 from pipeline.core.settings import PartnerSettings
 from workers.partner.http import sync_client
 
@@ -56,7 +57,7 @@ return 0
 POLL_SECONDS = 0.02
 
 
-class TokenError(Exception):
+class TokenError(OnboardError):
     """No usable token: the token endpoint refused us or could not be reached, or Redis failed.
 
     Messages name the HTTP status and the OAuth error code only, never a secret.

@@ -1,7 +1,10 @@
-"""The ``onboard`` command line. Each command is a thin shell over library code.
+"""The ``onboard`` command line: typer only. Each command calls one function of
+:mod:`pipeline.commands`, which returns a :class:`~pipeline.core.results.CommandResult`; this
+module prints it and exits with its code. A user's mistake raised outside a command (a bad
+setting read for logging) is caught here, once, as the error tree's ``UserError``.
 
 Heavy imports (pandas, celery, the sandbox) happen inside the commands so ``onboard --help``
-stays fast and a user's mistake is reported as one line, never a traceback.
+stays fast.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from pipeline.commands.run import RunResult
+    from pipeline.core.results import CommandResult
 
 # Arguments and options several commands share, spelled once so their help reads the same.
 InputFile = Annotated[Path, typer.Argument(help="CSV or Excel file of customers.")]
@@ -103,12 +106,12 @@ def _fail(error: str | None, code: int = 2) -> NoReturn:
 def _user_errors() -> Iterator[None]:
     """A user mistake (bad file, option or setting) raised inside ends the command with one
     line on stderr and exit code 2, never a traceback."""
-    from pipeline.commands.validate import UnusableInput
+    from pipeline.core.errors import UserError
 
     try:
         yield
-    except UnusableInput as exc:
-        _fail(str(exc), 2)
+    except UserError as exc:
+        _fail(str(exc), exc.exit_code)
 
 
 def _logging(default: str = "WARNING") -> None:
@@ -118,7 +121,7 @@ def _logging(default: str = "WARNING") -> None:
     commands with a progress display keep quiet (WARNING), a worker logs one line per row
     (INFO). A bad setting ends the command here with its one-line message.
     """
-    from pipeline.commands.run import load_settings
+    from pipeline.commands.setup import load_settings
     from pipeline.core.logs import configure_logging
 
     with _user_errors():
@@ -126,7 +129,16 @@ def _logging(default: str = "WARNING") -> None:
     configure_logging(level or default)
 
 
-def _finish(result: RunResult) -> NoReturn:
+def _lines(result: CommandResult) -> NoReturn:
+    """Print a result's plain lines (or its one-line error) and exit with its code."""
+    if result.error is not None and result.exit_code:
+        _fail(result.error, result.exit_code)
+    for line in result.lines:
+        print(line, flush=True)
+    raise typer.Exit(result.exit_code)
+
+
+def _finish(result: CommandResult) -> NoReturn:
     """Print a batch result (the summary table and report paths, or the one-line error) and
     exit with its code."""
     if result.summary is None:
@@ -195,12 +207,12 @@ def submit(
     )] = True,
 ) -> None:
     """Validate and enqueue a file on the shared Redis (ONBOARD_REDIS_URL); print the batch id."""
-    from pipeline.batch.nightly import submit_resumable
-    from pipeline.commands.run import submit_only
+    from pipeline.commands.submit import submit as submit_file
 
     _logging()
-    submit_fn = submit_resumable if resume else submit_only
-    result = submit_fn(file, column_map=column_map, master_data_dir=master_data, sheet=sheet)
+    result = submit_file(
+        file, resume=resume, column_map=column_map, master_data_dir=master_data, sheet=sheet
+    )
     if result.batch_id is None:
         _fail(result.error, result.exit_code)
     print(result.batch_id)
@@ -213,12 +225,10 @@ def worker(
     ] = 4,
 ) -> None:
     """Run a worker on the shared Redis (ONBOARD_REDIS_URL); start any number, anywhere."""
-    from pipeline.commands.run import run_worker
+    from pipeline.commands.worker import run_worker
 
     _logging("INFO")
-    with _user_errors():
-        code = run_worker(concurrency)
-    raise typer.Exit(code)
+    _lines(run_worker(concurrency))
 
 
 @app.command()
@@ -231,42 +241,21 @@ def status(
     """Show a batch's progress (or list the recent batches)."""
     from rich.console import Console
 
-    from pipeline.batch.follow import describe
-    from pipeline.batch.follow import follow as follow_batch
-    from pipeline.commands.run import load_settings, open_store
+    from pipeline.commands.status import batch_status
 
     _logging()
-    console = Console(highlight=False)
-    with _user_errors(), open_store(load_settings()) as store:
-        if batch is None:
-            from pipeline.batch.nightly import recent_lines
-
-            for line in recent_lines(store, 20):
-                console.print(line, markup=False, soft_wrap=True)
-            return
-        state = store.batch_state(batch)
-        if state is None:
-            _fail(f"batch {batch}: unknown (or expired) batch", 2)
-        if follow:
-            state = follow_batch(store, batch, console=console)
-        flag = "complete" if state.complete else "running"
-        console.print(
-            f"{batch}: {state.done:,}/{state.total:,} rows done, {flag} "
-            f"({describe(state)})", markup=False,
-        )
+    result = batch_status(batch, follow_batch=follow, console=Console(highlight=False))
+    _lines(result)
 
 
 @app.command()
 def recover(batch: BatchId) -> None:
     """Re-enqueue the rows of a batch that have no outcome yet (e.g. a message lost when a
     worker was killed); safe at any time, rows with an outcome are not sent again."""
-    from pipeline.batch.recover import recover_command
+    from pipeline.commands.recover import recover as recover_rows
 
     _logging()
-    code, line = recover_command(batch)
-    if code:
-        _fail(line, code)
-    print(line)
+    _lines(recover_rows(batch))
 
 
 @app.command()
@@ -278,7 +267,7 @@ def report(
     )] = False,
 ) -> None:
     """Write a batch's report (a partial one, saying so, while it still runs)."""
-    from pipeline.commands.run import report_batch
+    from pipeline.commands.report import report_batch
 
     _logging()
     result = report_batch(batch, out_dir=out, merged=merged)
@@ -309,7 +298,7 @@ def rerun(
     Exit code 0: every rerun row done (or nothing to rerun); 1: other outcomes; 2: unusable.
     """
     from pipeline.batch.rerun import parse_outcomes
-    from pipeline.batch.rerun import rerun as rerun_rows
+    from pipeline.commands.rerun import rerun as rerun_rows
 
     _logging()
     with _user_errors():
@@ -343,11 +332,11 @@ def follow_up(
     from pipeline.commands.follow_up import follow_up_batch
 
     _logging()
-    result, done = follow_up_batch(batch, out_dir=out)
-    if result.summary is None or done is None:
+    result = follow_up_batch(batch, out_dir=out)
+    if result.summary is None:
         _fail(result.error, result.exit_code)
-    print(f"checked {done.checked}, updated {done.updated}, failed {done.failed}, "
-          f"still open {done.still_open}")
+    for line in result.lines:
+        print(line)
     for path in result.reports:
         print(f"report: {path}")
     raise typer.Exit(result.exit_code)
@@ -374,14 +363,11 @@ def watch(
     from pipeline.commands.watch import watch_folder
 
     _logging()
-    code, error = watch_folder(
+    _lines(watch_folder(
         folder, once=once, sandbox=sandbox, column_map=column_map,
         master_data_dir=master_data, concurrency=concurrency,
         echo=lambda line: print(line, flush=True),
-    )
-    if error is not None:
-        _fail(error, code)
-    raise typer.Exit(code)
+    ))
 
 
 @app.command(

@@ -4,7 +4,7 @@ kombu's Redis transport can lose a message when a worker is SIGKILLed between ta
 the queue list and recording it as unacknowledged: its rows would stay pending forever.
 Sending them again is safe at any time, since the per-row flow is idempotent (first outcome
 wins, the ledger, fenced create claims). The rows are re-read from the batch's input through
-:func:`pipeline.batch.submit.submit_file`, told which rows already have an outcome.
+:func:`pipeline.batch.submit.recover_rows`, told which rows already have an outcome.
 
 Two triggers: ``onboard recover BATCH``, and :class:`StallWatch`, which the follow loop of
 ``onboard run``/``rerun`` calls every poll: when the batch is fully enqueued but incomplete,
@@ -16,41 +16,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.core.settings import Settings
+import structlog
+
+from pipeline.batch.inputs import input_spec
+from pipeline.batch.submit import Queue, recover_rows
+from pipeline.core.errors import UserError
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from workers.state import BatchStore
 
-    from workers.state.store import BatchStore
+log = structlog.get_logger(__name__)
 
-def recover_batch(
-    store: BatchStore, app: Celery, settings: Settings, batch_id: str
-) -> int:
+def recover_batch(queue: Queue, batch_id: str) -> int:
     """Send again every row of ``batch_id`` with no outcome; return how many rows were.
 
-    Does nothing (0) for a complete batch. Raises :class:`~pipeline.batch.submit.SubmitError`
+    Does nothing (0) for a complete batch. Raises :class:`~pipeline.core.errors.UserError`
     (one line) for an unknown batch, one still being enqueued, or a changed input file.
     """
-    from pipeline.batch.submit import SubmitError, input_spec, submit_file
-
+    store = queue.store
     state = store.batch_state(batch_id)
     if state is None:
-        raise SubmitError(f"batch {batch_id}: unknown (or expired) batch")
+        raise UserError(f"batch {batch_id}: unknown (or expired) batch")
     if state.complete:
         return 0
     if not state.enqueue_done:
-        raise SubmitError(f"batch {batch_id}: not fully enqueued yet; nothing to recover")
-    recorded = store.recorded_rows(batch_id)
-    spec = input_spec(state)
-    scans = state.input.get("documents_dir")
-    sub = submit_file(
-        spec.path, app=app, store=store, settings=settings, column_map=spec.column_map,
-        master_data_dir=spec.master_data_dir, sheet=spec.sheet, batch_id=batch_id,
-        select=store.selection(batch_id), recorded=recorded,
-        documents_dir=Path(scans) if scans else None,
+        raise UserError(f"batch {batch_id}: not fully enqueued yet; nothing to recover")
+    sub = recover_rows(
+        input_spec(state), queue, batch_id, recorded=store.recorded_rows(batch_id),
+        select=store.selection(batch_id),
     )
     return sub.valid + sub.invalid
 
@@ -88,31 +83,11 @@ class StallWatch:
             return
         if not self._store.queue_idle(self._queue):
             return
-        import structlog
-
         rows = self._recover()
         self.recoveries += 1
         self.rows_recovered += rows
         # A whole stall time again before another recovery: the rows just sent need workers.
         self._since = now
-        structlog.get_logger(__name__).warning(
+        log.warning(
             "batch.stall_recovered", batch_id=self._batch_id, rows=rows
         )
-
-
-def recover_command(batch_id: str, *, settings: Settings | None = None) -> tuple[int, str]:
-    """``onboard recover``: exit code and the line to print (or the one-line error)."""
-    from pipeline.commands.run import EXIT_DONE, EXIT_UNUSABLE, _shared_app, _store, load_settings
-    from pipeline.commands.validate import UnusableInput
-
-    try:
-        settings = settings or load_settings()
-        url, app = _shared_app(settings, "recover")
-        store = _store(url, settings)
-        try:
-            rows = recover_batch(store, app, settings, batch_id)
-        finally:
-            store.close()
-    except UnusableInput as exc:
-        return EXIT_UNUSABLE, str(exc)
-    return EXIT_DONE, f"{batch_id}: {rows:,} rows with no outcome re-enqueued"

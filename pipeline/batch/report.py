@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pipeline.commands.validate import UnusableInput
+from pipeline.batch.inputs import input_spec, iter_chunks, open_input
+from pipeline.batch.rerun import ReportRows
+from pipeline.core.errors import UserError, file_error
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import Settings
 from pipeline.reports.writer import (
     PIPELINE_REPORT_COLUMNS,
-    ReportError,
     ReportWriter,
     write_summary,
 )
@@ -40,6 +41,9 @@ PENDING = "pending"
 XLSX_MAX_ROWS = 100_000
 SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report"
+# The report with a batch's reruns folded in (``onboard report --merged``).
+MERGED_NAME = "merged"
+MERGED_SUMMARY = "merged.summary.json"
 
 
 @dataclass(slots=True)
@@ -107,22 +111,19 @@ def write_batch_report(
     A rerun batch's report lists its own rows only; ``merge`` (rerun batch ids, in fold
     order) folds those batches' outcomes in (``pipeline.batch.rerun.ReportRows``).
 
-    Raises :class:`~pipeline.commands.validate.UnusableInput` (one line) for an unknown batch, an
+    Raises :class:`~pipeline.core.errors.UserError` (one line) for an unknown batch, an
     input file that is gone or changed, or an unwritable output directory.
     """
-    from pipeline.batch.rerun import ReportRows
-    from pipeline.batch.submit import input_spec, iter_chunks, open_input
-    from pipeline.ingest.table import InputError
 
     state = store.batch_state(batch_id)
     if state is None:
-        raise UnusableInput(f"batch {batch_id}: unknown (or expired) batch")
+        raise UserError(f"batch {batch_id}: unknown (or expired) batch")
     spec = input_spec(state)
     if not spec.path.is_file():
-        raise UnusableInput(f"{spec.path}: the batch's input file is gone; the report needs it")
+        raise UserError(f"{spec.path}: the batch's input file is gone; the report needs it")
     target = Path(out_dir) / batch_id
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise UnusableInput(f"{out_dir}: --out must be a directory, this is a file")
+        raise UserError(f"{out_dir}: --out must be a directory, this is a file")
     source = ReportRows(store, batch_id, merge)
     complete = state.complete and source.complete
     counts: Counter[str] = Counter()
@@ -131,7 +132,7 @@ def write_batch_report(
         table = open_input(spec, settings)
         info = table.info
         if info.sha256 != state.meta.sha256:
-            raise UnusableInput(
+            raise UserError(
                 f"{spec.path}: the file changed since batch {batch_id} was submitted "
                 "(sha256 differs); restore it to write the report"
             )
@@ -152,10 +153,8 @@ def write_batch_report(
                 writer.write(part.raw, frame)
                 rows += len(part.numbers)
         paths = writer.paths
-    except (InputError, ReportError) as exc:
-        raise UnusableInput(str(exc)) from None
     except OSError as exc:
-        raise UnusableInput(f"{exc.filename or target}: {exc.strerror or exc}") from None
+        raise file_error(exc, target) from None
     # A row still pending means the batch was not complete, whatever the counters said.
     complete = complete and counts.get(PENDING, 0) == 0
     calls = store.calls(batch_id)
@@ -190,5 +189,5 @@ def write_batch_report(
     try:
         summary_path = write_summary(target / summary_name, summary)
     except OSError as exc:
-        raise UnusableInput(f"{target / summary_name}: {exc.strerror or exc}") from None
+        raise UserError(f"{target / summary_name}: {exc.strerror or exc}") from None
     return BatchReport(summary, [*paths, summary_path])

@@ -17,32 +17,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.commands.validate import UnusableInput
+from pipeline.batch.inputs import InputSpec, input_spec, iter_chunks, new_batch_id, open_input
+from pipeline.batch.submit import Queue, Submission, launch_batch
+from pipeline.core.errors import UserError, file_error
 from pipeline.core.followup import FOLLOW_UP_COLUMNS, CustomerStatus
 from pipeline.core.merge import chain_order, fold
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from pipeline.commands.run import RunResult
-    from workers.state.store import BatchStore, RowRecord
+    from workers.state import BatchStore, RowRecord
 
 DEFAULT_OUTCOMES = (Outcome.FAILED,)
 # Columns a report adds to the input's; the selection reads two of them.
 ROW_NUMBER_COLUMN = "row_number"
 OUTCOME_COLUMN = "outcome"
-MERGED_NAME = "merged"
-MERGED_SUMMARY = "merged.summary.json"
 
 
 def parse_outcomes(text: str | Sequence[str] | None) -> frozenset[Outcome]:
-    """``failed,rejected`` → the outcomes; an unknown name is a one-line UnusableInput."""
+    """``failed,rejected`` → the outcomes; an unknown name is a one-line UserError."""
     if text is None:
         return frozenset(DEFAULT_OUTCOMES)
     parts = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
@@ -50,7 +47,7 @@ def parse_outcomes(text: str | Sequence[str] | None) -> frozenset[Outcome]:
     known = {o.value: o for o in Outcome}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise UnusableInput(
+        raise UserError(
             f"--outcome: unknown outcome {', '.join(unknown) or '(none)'}; "
             f"choose from {', '.join(known)}"
         )
@@ -68,9 +65,6 @@ def selection_from_report(
     path: Path, outcomes: frozenset[Outcome], settings: Settings, column_map: Path | None
 ) -> dict[int, int]:
     """Report row → original row number for the report's rows with a selected outcome."""
-    from pipeline.batch.submit import InputSpec, iter_chunks, open_input
-    from pipeline.ingest.table import InputError
-
     wanted = {o.value for o in outcomes}
     select: dict[int, int] = {}
     try:
@@ -79,7 +73,7 @@ def selection_from_report(
         number_at = _column(headers, ROW_NUMBER_COLUMN)
         outcome_at = _column(headers, OUTCOME_COLUMN)
         if number_at is None or outcome_at is None:
-            raise UnusableInput(
+            raise UserError(
                 f"{path}: not a report (no {ROW_NUMBER_COLUMN} and {OUTCOME_COLUMN} columns)"
             )
         for chunk in iter_chunks(table):
@@ -92,14 +86,12 @@ def selection_from_report(
                 try:
                     select[int(line)] = int(str(number).strip())
                 except ValueError:
-                    raise UnusableInput(
+                    raise UserError(
                         f"{path}: row {line}, column {headers[number_at]}: "
                         "not a row number; restore it from the original report"
                     ) from None
-    except InputError as exc:
-        raise UnusableInput(str(exc)) from None
     except OSError as exc:
-        raise UnusableInput(f"{exc.filename or path}: {exc.strerror or exc}") from None
+        raise file_error(exc, path) from None
     return select
 
 
@@ -119,9 +111,7 @@ def selection_from_batch(
 
 def find_reruns(store: BatchStore, parent: str) -> list[str]:
     """Reruns of ``parent`` (and reruns of those) among the recent batches, in fold order."""
-    from workers.state.store import RECENT_BATCHES_KEPT
-
-    metas = store.recent_meta("parent_batch_id", "created_at", limit=RECENT_BATCHES_KEPT)
+    metas = store.recent_meta("parent_batch_id", "created_at")
     return chain_order(parent, metas)
 
 
@@ -194,34 +184,61 @@ def latest_statuses(
     return latest
 
 
-def _source(
-    source: str, store: BatchStore, outcomes: frozenset[Outcome], settings: Settings,
-    column_map: Path | None, master_data_dir: Path | None, parent: str | None,
-) -> tuple[Path, dict[int, int], str, Path | None, Path | None, str | None]:
-    """(input path, selection, parent id, column map, master data, sheet) of a rerun."""
-    from pipeline.batch.submit import input_spec
+@dataclass(frozen=True, slots=True)
+class RerunSource:
+    """What a rerun sends: the input to read, which of its rows (input row → row number),
+    and the batch they come from ("" when a report names none)."""
 
+    spec: InputSpec
+    select: dict[int, int]
+    parent: str
+
+
+def rerun_source(
+    source: str, store: BatchStore, outcomes: frozenset[Outcome], settings: Settings, *,
+    column_map: Path | None = None, master_data_dir: Path | None = None,
+    parent: str | None = None,
+) -> RerunSource:
+    """The rows of ``source`` (a report file, or a batch id while it lives in the store)
+    whose outcome is among ``outcomes``."""
     as_path = Path(source)
     if as_path.is_file():
         select = selection_from_report(as_path, outcomes, settings, column_map)
         up = parent if parent is not None else _report_batch(as_path)
-        return as_path, select, up, column_map, master_data_dir, None
+        return RerunSource(InputSpec(as_path, None, column_map, master_data_dir), select, up)
     state = store.batch_state(source)
     if state is None:
-        raise UnusableInput(
+        raise UserError(
             f"{source}: neither a report file nor a known batch (batches expire after "
             f"{settings.pipeline.state_ttl_seconds // 86400} days; rerun from the report file)"
         )
     spec = input_spec(state)
     if not spec.path.is_file():
-        raise UnusableInput(
+        raise UserError(
             f"{spec.path}: batch {source}'s input file is gone; rerun from its report file"
         )
-    select = selection_from_batch(store, source, outcomes)
-    return (
-        spec.path, select, source, column_map or spec.column_map,
-        master_data_dir or spec.master_data_dir, spec.sheet,
+    spec = replace(
+        spec, column_map=column_map or spec.column_map,
+        master_data_dir=master_data_dir or spec.master_data_dir,
     )
+    return RerunSource(spec, selection_from_batch(store, source, outcomes), source)
+
+
+def launch_rerun(queue: Queue, source: RerunSource, outcomes: frozenset[Outcome]) -> Submission:
+    """Enqueue the selected rows as a new batch that remembers its selection."""
+    batch_id = new_batch_id()
+    queue.store.save_selection(batch_id, source.select)
+    sub = launch_batch(
+        source.spec, queue, batch_id=batch_id, select=source.select,
+        parent_batch_id=source.parent,
+    )
+    queue.store.update_meta(batch_id, rerun_outcomes=outcome_names(outcomes))
+    return sub
+
+
+def outcome_names(outcomes: frozenset[Outcome]) -> str:
+    """The outcomes as the rerun command takes them: sorted, comma separated."""
+    return ",".join(sorted(o.value for o in outcomes))
 
 
 def _report_batch(path: Path) -> str:
@@ -231,87 +248,3 @@ def _report_batch(path: Path) -> str:
     except (OSError, ValueError):
         return ""
     return str(data.get("batch_id") or "") if isinstance(data, dict) else ""
-
-
-def rerun(
-    source: str,
-    *,
-    outcomes: frozenset[Outcome] = frozenset(DEFAULT_OUTCOMES),
-    out_dir: Path = Path("reports"),
-    settings: Settings | None = None,
-    sandbox: bool = False,
-    column_map: Path | None = None,
-    master_data_dir: Path | None = None,
-    parent: str | None = None,
-    worker: bool | None = None,
-    wait: bool = True,
-    timeout: float | None = None,
-    console: Console | None = None,
-    concurrency: int = 4,
-) -> RunResult:
-    """Submit the selected rows of ``source`` (batch id or report file) as a new batch.
-
-    With ``wait`` (always on the embedded Redis) follow it to the end and write its report.
-    Nothing selected: exit code 0 and no batch. Never raises for a user mistake.
-    """
-    from pipeline.commands.run import RunResult
-
-    try:
-        return _rerun(
-            source, outcomes=outcomes, out_dir=Path(out_dir), settings=settings,
-            sandbox=sandbox, column_map=column_map, master_data_dir=master_data_dir,
-            parent=parent, worker=worker, wait=wait, timeout=timeout, console=console,
-            concurrency=concurrency,
-        )
-    except UnusableInput as exc:
-        return RunResult(2, error=str(exc))
-
-
-def _rerun(
-    source: str, *, outcomes: frozenset[Outcome], out_dir: Path, settings: Settings | None,
-    sandbox: bool, column_map: Path | None, master_data_dir: Path | None, parent: str | None,
-    worker: bool | None, wait: bool, timeout: float | None, console: Console | None,
-    concurrency: int,
-) -> RunResult:
-    from pipeline.batch.submit import SubmitError, new_batch_id, submit_file
-    from pipeline.commands.run import RunResult, follow_and_report, load_settings, open_pipeline
-
-    settings = settings or load_settings()
-    with open_pipeline(settings, sandbox=sandbox) as env:
-        path, select, up, cmap, master, sheet = _source(
-            source, env.store, outcomes, env.settings, column_map, master_data_dir, parent
-        )
-        names = ",".join(sorted(o.value for o in outcomes))
-        if not select:
-            return RunResult(0, error=f"nothing to rerun: no row of {source} is {names}")
-        # Only this process can work the rerun off (embedded Redis or private sandbox).
-        wait = wait or env.local
-        if wait and (worker or (worker is None and env.local)):
-            env.start_worker(concurrency)
-        batch_id = new_batch_id()
-        env.store.save_selection(batch_id, select)
-        try:
-            sub = submit_file(
-                path, app=env.app, store=env.store, settings=env.settings, column_map=cmap,
-                master_data_dir=master, sheet=sheet, batch_id=batch_id, select=select,
-                parent_batch_id=up,
-            )
-        except SubmitError as exc:
-            raise UnusableInput(str(exc)) from None
-        env.store.update_meta(batch_id, rerun_outcomes=names)
-        if not wait:
-            summary = {"batch_id": batch_id, "parent": up, "rows": sub.rows}
-            return RunResult(0, summary, batch_id=batch_id)
-        result = follow_and_report(env, batch_id, out_dir, console=console, timeout=timeout)
-    if result.error is None and result.summary is not None:
-        result.summary["parent_batch_id"] = up
-    return result
-
-
-def merged_report(
-    batch_id: str, *, out_dir: Path = Path("reports"), settings: Settings | None = None
-) -> RunResult:
-    """Write ``<out>/<batch>/merged.csv``: the batch's report with its reruns folded in."""
-    from pipeline.commands.run import report_batch
-
-    return report_batch(batch_id, out_dir=out_dir, settings=settings, merged=True)

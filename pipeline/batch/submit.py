@@ -1,10 +1,12 @@
-"""Open a batch, validate the file, record the invalid rows, enqueue the valid ones in chunks.
+"""Enqueue a batch: validate its file, record the invalid rows, send the valid ones.
 
-Shared by ``onboard run``/``onboard submit`` and the drop-folder watcher. The file streams
-through the same ingest and :class:`~pipeline.rules.validation.Validator` as ``onboard validate``;
-each valid row's partner body is built here (document scans read and base64-encoded here), so
-workers need nothing but Redis and the partner. Messages carry ``rows_per_message`` rows
-each and go out through one producer connection.
+Three ways in, one loop: :func:`launch_batch` opens a new batch (a rerun is one with a
+selection), :func:`resume_batch` continues an enqueue that was cut short, and
+:func:`recover_rows` sends again the rows of a fully enqueued batch that have no outcome.
+The file streams through the same ingest and :class:`~pipeline.rules.validation.Validator`
+as ``onboard validate``; each valid row's partner body is built here (document scans read
+and base64-encoded here), so workers need nothing but Redis and the partner. Messages carry
+``rows_per_message`` rows each and go out through one producer connection.
 
 Completion is read from the store's counters: the batch is complete once the whole file has
 been read (``total_rows`` set, then ``enqueue_done``) and every row has an outcome.
@@ -12,40 +14,37 @@ been read (``total_rows`` set, then ``enqueue_done``) and every row has an outco
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Callable, Container, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filetype
 import structlog
 
-from pipeline.commands.validate import CHUNK_ROWS, UnusableInput
-from pipeline.core.masterdata import MasterData, MasterDataError, load_master_data
+from pipeline.batch.inputs import InputSpec, new_batch_id, open_input
+from pipeline.core.errors import InputError, UserError, file_error
+from pipeline.core.masterdata import MasterData, load_master_data
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import Settings
+from pipeline.ingest.schema import to_partner_body
 from pipeline.reports.writer import join_errors
-from workers.state.store import BatchMeta, BatchState, BatchStore, RowRecord
+from pipeline.rules.documents import DocumentEncoder
+from pipeline.rules.stream import validated_chunks
+from workers.state import BatchMeta, BatchStore, RowRecord
 from workers.tasks import PROCESS_CHUNK, chunk_message
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from pipeline.ingest.table import Chunk, Table
+    from pipeline.ingest.table import Table
     from pipeline.rules.validation import ChunkResult
 
 log = structlog.get_logger(__name__)
 
-# Documents encoded once per path and kept for rows naming the same file; bounded.
-_DOC_CACHE_LIMIT = 256
-
-
-class SubmitError(UnusableInput):
-    """The file, an option or a setting cannot be used; a one-line message."""
+# -1 marks a row of the file that is not part of this sending.
+_SKIP = -1
 
 
 @dataclass(slots=True)
@@ -67,224 +66,174 @@ class Submission:
 
 
 @dataclass(frozen=True, slots=True)
-class InputSpec:
-    """How to (re)open a batch's input exactly as submit read it."""
+class Queue:
+    """Where messages go and where the batch's state lives."""
 
-    path: Path
-    sheet: str | None = None
-    column_map: Path | None = None
-    master_data_dir: Path | None = None
-
-
-_ID_LETTERS = "abcdefghjkmnpqrstuvwxyz"
+    app: Celery
+    store: BatchStore
+    settings: Settings
 
 
-def new_batch_id() -> str:
-    """A sortable, unique batch id: UTC minute plus six random letters.
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Which rows of the file this sending covers.
 
-    No run of six or more digits: the log masking processor hides such runs as possible ID
-    or phone numbers, and a batch id must stay readable in the logs.
+    ``select`` (a rerun) maps the file's row numbers to the batch's: only those rows, under
+    those numbers. ``recorded`` (a recovery) holds the batch row numbers that already have
+    an outcome: they are not sent again. ``sent_before``: messages an earlier, cut-short
+    enqueue already sent (numbered in file order, the same on every read of an unchanged
+    file, so exactly those are skipped).
     """
-    suffix = "".join(secrets.choice(_ID_LETTERS) for _ in range(6))
-    return f"{datetime.now(UTC):%Y-%m-%d-%H%M}-{suffix}"
+
+    select: Mapping[int, int] | None = None
+    recorded: Container[int] | None = None
+    sent_before: int = 0
+
+    @property
+    def recovering(self) -> bool:
+        """A recovery: the batch's meta, totals and enqueue cursor stay as they are."""
+        return self.recorded is not None
 
 
-def open_input(spec: InputSpec, settings: Settings) -> Table:
-    """Open the input as ingest does (required columns from the settings)."""
-    from pipeline.ingest.schema import ColumnMap
-    from pipeline.ingest.table import open_table
+def launch_batch(
+    spec: InputSpec, queue: Queue, *, batch_id: str | None = None,
+    select: Mapping[int, int] | None = None, parent_batch_id: str = "",
+    today: date | None = None, on_chunk: Callable[[Submission], None] | None = None,
+) -> Submission:
+    """Open a new batch of ``spec``'s file (of its ``select``ed rows, for a rerun) and
+    enqueue it.
 
-    mapping = ColumnMap.load(spec.column_map) if spec.column_map is not None else None
-    return open_table(
-        spec.path, sheet=spec.sheet, column_map=mapping,
-        required=settings.validation.mandatory_columns,
+    Raises :class:`~pipeline.core.errors.UserError` (one line) when the file, the column map
+    or the master data cannot be used. A file found broken mid-way (a ragged line) leaves a
+    batch whose meta says ``error``; the rows enqueued before it are still processed.
+    """
+    spec = spec.resolved()
+    master, table = _open(spec, queue.settings)
+    today = today or date.today()
+    sub = _submission(batch_id or new_batch_id(), spec, master, table)
+    queue.store.create_batch(BatchMeta(
+        sub.batch_id, file_name=sub.file_name, sha256=sub.sha256,
+        master_data_version=master.version, started_at=_now(), parent_batch_id=parent_batch_id,
+    ))
+    queue.store.update_meta(
+        sub.batch_id, input_path=str(spec.path), sheet=table.info.sheet or "",
+        column_map=str(spec.column_map or ""), master_data_dir=str(_rules_dir(spec, queue)),
+        format=table.info.format, validated_on=today.isoformat(), documents_dir=str(spec.scans),
+    )
+    return _enqueue(spec, queue, master, table, sub, Rows(select=select), today, on_chunk)
+
+
+def resume_batch(
+    spec: InputSpec, queue: Queue, batch_id: str, *,
+    on_chunk: Callable[[Submission], None] | None = None,
+) -> Submission:
+    """Continue the enqueue of ``batch_id`` that was cut short: the messages its cursor
+    counts as sent are not sent again (the file must be unchanged; validation uses the
+    batch's original date). A batch Redis no longer knows is launched afresh under its id.
+    """
+    if queue.store.get_meta(batch_id) is None:
+        return launch_batch(spec, queue, batch_id=batch_id, on_chunk=on_chunk)
+    spec = spec.resolved()
+    master, table = _open(spec, queue.settings)
+    _same_file(queue.store, batch_id, table, spec.path, "resume")
+    sent, validated_on = queue.store.meta_fields(batch_id, "messages_enqueued", "validated_on")
+    today = date.fromisoformat(validated_on) if validated_on else date.today()
+    sub = _submission(batch_id, spec, master, table)
+    rows = Rows(sent_before=int(sent or 0))
+    return _enqueue(spec, queue, master, table, sub, rows, today, on_chunk)
+
+
+def recover_rows(
+    spec: InputSpec, queue: Queue, batch_id: str, *, recorded: Container[int],
+    select: Mapping[int, int] | None = None,
+) -> Submission:
+    """Send again every row of the fully enqueued ``batch_id`` not in ``recorded``, in
+    messages of their own; the batch's meta, totals and enqueue cursor stay as they are."""
+    if queue.store.get_meta(batch_id) is None:
+        raise UserError(f"batch {batch_id}: unknown (or expired) batch")
+    spec = spec.resolved()
+    master, table = _open(spec, queue.settings)
+    _same_file(queue.store, batch_id, table, spec.path, "resume")
+    _, validated_on = queue.store.meta_fields(batch_id, "messages_enqueued", "validated_on")
+    today = date.fromisoformat(validated_on) if validated_on else date.today()
+    sub = _submission(batch_id, spec, master, table, chunk_prefix=f"r{secrets.token_hex(3)}-")
+    rows = Rows(select=select, recorded=recorded)
+    return _enqueue(spec, queue, master, table, sub, rows, today, None)
+
+
+def _rules_dir(spec: InputSpec, queue: Queue) -> Path:
+    return spec.master_data_dir or queue.settings.validation.master_data_dir
+
+
+def _open(spec: InputSpec, settings: Settings) -> tuple[MasterData, Table]:
+    where = spec.master_data_dir or settings.validation.master_data_dir
+    try:
+        master = load_master_data(where)
+    except OSError as exc:
+        raise file_error(exc, where) from None
+    return master, open_input(spec, settings)
+
+
+def _same_file(store: BatchStore, batch_id: str, table: Table, path: Path, verb: str) -> None:
+    meta = store.get_meta(batch_id)
+    if meta is not None and meta.sha256 != table.info.sha256:
+        raise UserError(f"{path}: changed since batch {batch_id} began; cannot {verb} it")
+
+
+def _submission(
+    batch_id: str, spec: InputSpec, master: MasterData, table: Table, *, chunk_prefix: str = "c"
+) -> Submission:
+    return Submission(
+        batch_id=batch_id, file_name=spec.path.name, sha256=table.info.sha256,
+        master_data_version=master.version, format=table.info.format, chunk_prefix=chunk_prefix,
     )
 
 
-class _Documents:
-    """Reads and base64-encodes the ID scans rows name (paths relative to the input)."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self._base = base_dir
-        self._cache: dict[str, dict[str, str]] = {}
-
-    def encode(self, relative: str) -> dict[str, str]:
-        cached = self._cache.get(relative)
-        if cached is not None:
-            return cached
-        data = (self._base / relative).read_bytes()
-        kind = filetype.guess(data[:262])
-        encoded = {
-            "base64_data": base64.b64encode(data).decode("ascii"),
-            "content_type": kind.mime if kind is not None else "application/octet-stream",
-        }
-        if len(self._cache) >= _DOC_CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[relative] = encoded
-        return encoded
-
-    def for_row(self, row: Mapping[str, str]) -> dict[str, dict[str, str]] | None:
-        documents: dict[str, dict[str, str]] = {}
-        for column, side in (("id_front_file", "id_front"), ("id_back_file", "id_back")):
-            if relative := (row.get(column) or "").strip():
-                documents[side] = self.encode(relative)
-        return documents or None
-
-
-def submit_file(
-    path: Path,
-    *,
-    app: Celery,
-    store: BatchStore,
-    settings: Settings,
-    column_map: Path | None = None,
-    master_data_dir: Path | None = None,
-    sheet: str | None = None,
-    today: date | None = None,
-    batch_id: str | None = None,
-    on_chunk: Callable[[Submission], None] | None = None,
-    select: Mapping[int, int] | None = None,
-    parent_batch_id: str = "",
-    resume: bool = False,
-    documents_dir: Path | None = None,
-    recorded: Container[int] | None = None,
+def _enqueue(
+    spec: InputSpec, queue: Queue, master: MasterData, table: Table, sub: Submission,
+    rows: Rows, today: date, on_chunk: Callable[[Submission], None] | None,
 ) -> Submission:
-    """Validate ``path``, open a batch, record invalid rows, enqueue the valid ones.
-
-    ``select`` (a rerun) maps the file's row numbers to the batch's: only those rows belong
-    to the batch, under those numbers. ``resume`` with the ``batch_id`` of a batch whose
-    enqueue was cut short continues it: the messages its cursor counts as sent are not sent
-    again (the file must be unchanged; validation uses the batch's original date).
-    ``documents_dir`` is where the ID scans rows name are looked up (paths may not leave
-    it); by default the input file's folder.
-
-    ``recorded`` (a recovery, with the ``batch_id`` of a fully enqueued batch) holds the
-    batch row numbers that already have an outcome: every other row is sent again, in
-    messages of their own; the batch's meta, totals and enqueue cursor are left as they are.
-
-    Raises :class:`SubmitError` (one line) when the file, the column map or the master data
-    cannot be used. A file found broken mid-way (a ragged line) leaves a batch whose meta
-    says ``error``; the rows enqueued before it are still processed.
-    """
-    from pipeline.ingest.schema import to_partner_body
-    from pipeline.ingest.table import InputError
+    """Stream the file through the rules and onto the queue; finish the batch's meta."""
     from pipeline.rules.validation import Validator
 
-    path = Path(path)
-    spec = InputSpec(
-        path.resolve(), sheet,
-        column_map.resolve() if column_map is not None else None,
-        master_data_dir.resolve() if master_data_dir is not None else None,
-    )
-    rules = settings.validation
-    if master_data_dir is not None:
-        rules = rules.model_copy(update={"master_data_dir": master_data_dir})
+    store, settings = queue.store, queue.settings
+    rules = settings.validation.model_copy(update={"master_data_dir": _rules_dir(spec, queue)})
+    validator = Validator(master, rules, base_dir=spec.scans, today=today)
+    documents = DocumentEncoder(spec.scans)
+    log.info("batch.submit", batch_id=sub.batch_id, file=sub.file_name, format=sub.format)
     try:
-        master: MasterData = load_master_data(rules.master_data_dir)
-        table = open_input(spec, settings)
-    except (InputError, MasterDataError) as exc:
-        raise SubmitError(str(exc)) from None
-    except OSError as exc:
-        raise SubmitError(f"{exc.filename or path}: {exc.strerror or exc}") from None
-    info = table.info
-    recovering = recorded is not None
-    previous = store.get_meta(batch_id) if (resume or recovering) and batch_id else None
-    if recovering and previous is None:
-        raise SubmitError(f"batch {batch_id}: unknown (or expired) batch")
-    sent_before = 0
-    if previous is not None and batch_id:
-        if previous.sha256 != info.sha256:
-            raise SubmitError(f"{path}: changed since batch {batch_id} began; cannot resume it")
-        sent, validated_on = store.meta_fields(batch_id, "messages_enqueued", "validated_on")
-        sent_before = 0 if recovering else int(sent or 0)
-        if validated_on and today is None:
-            today = date.fromisoformat(validated_on)
-    today = today or date.today()
-    scans = documents_dir.resolve() if documents_dir is not None else spec.path.parent
-    validator = Validator(master, rules, base_dir=scans, today=today)
-    documents = _Documents(scans)
-    sub = Submission(
-        batch_id=batch_id or new_batch_id(), file_name=path.name, sha256=info.sha256,
-        master_data_version=master.version, format=info.format,
-        chunk_prefix=f"r{secrets.token_hex(3)}-" if recovering else "c",
-    )
-    if previous is None:
-        store.create_batch(BatchMeta(
-            sub.batch_id, file_name=path.name, sha256=info.sha256,
-            master_data_version=master.version, started_at=_now(),
-            parent_batch_id=parent_batch_id,
-        ))
-        store.update_meta(
-            sub.batch_id, input_path=str(spec.path), sheet=info.sheet or "",
-            column_map=str(spec.column_map or ""), master_data_dir=str(rules.master_data_dir),
-            format=info.format, validated_on=today.isoformat(), documents_dir=str(scans),
-        )
-    per_message = settings.pipeline.rows_per_message
-    log.info("batch.submit", batch_id=sub.batch_id, file=path.name, format=info.format)
-    try:
-        with (
-            app.producer_or_acquire() as producer,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="submit-read") as pool,
-        ):
-            # The next chunk is read and validated in a helper thread (mostly Arrow code that
-            # releases the GIL) while this one's bodies are built and published; one chunk
-            # ahead at most, so memory stays flat.
-            chunks = iter(table.chunks(CHUNK_ROWS))
-
-            def read_next() -> tuple[Chunk, ChunkResult] | None:
-                chunk = next(chunks, None)
-                return None if chunk is None else (chunk, validator.validate_chunk(chunk))
-
-            ahead: Future[tuple[Chunk, ChunkResult] | None] = pool.submit(read_next)
-            while (item := ahead.result()) is not None:
-                ahead = pool.submit(read_next)
-                chunk, result = item
-                invalid = [
-                    _invalid_record(n, errs) for n, errs in result.errors.items() if errs
-                ]
-                numbers = keep = chunk.row_numbers.tolist()
-                if select is not None:
-                    # A rerun: only the selected rows, under their batch row numbers (-1
-                    # marks the others, which _valid_rows then leaves out).
-                    invalid = [replace(r, row_number=select[r.row_number])
-                               for r in invalid if r.row_number in select]
-                    keep = [n for n in numbers if n in select]
-                    numbers = [select.get(n, -1) for n in numbers]
-                if recorded is not None:
-                    invalid = [r for r in invalid if r.row_number not in recorded]
-                    numbers = [-1 if n in recorded else n for n in numbers]
+        with queue.app.producer_or_acquire() as producer:
+            for chunk, result in validated_chunks(table, validator):
+                numbers, invalid, kept = _chunk_rows(chunk.row_numbers.tolist(), result, rows)
                 store.record_outcomes(sub.batch_id, invalid)
-                bad = {r.row_number for r in invalid} | {-1}
-                valid = 0
+                bad = {r.row_number for r in invalid} | {_SKIP}
                 batch: list[dict[str, Any]] = []
                 for number, row in _valid_rows(result.normalised, numbers, bad):
-                    valid += 1
+                    sub.valid += 1
                     batch.append({
-                        "row_number": number,
-                        "id_type": row["id_type"],
+                        "row_number": number, "id_type": row["id_type"],
                         "id_number": row["id_number"],
                         "body": to_partner_body(row, documents=documents.for_row(row)),
                     })
-                    if len(batch) >= per_message:
-                        _publish(app, producer, sub, batch, store, sent_before, recovering)
+                    if len(batch) >= settings.pipeline.rows_per_message:
+                        _publish(queue, producer, sub, batch, rows)
                         batch = []
                 if batch:
-                    _publish(app, producer, sub, batch, store, sent_before, recovering)
-                sub.rows += len(keep)
+                    _publish(queue, producer, sub, batch, rows)
+                sub.rows += kept
                 sub.invalid += len(invalid)
-                sub.valid += valid
-                if not recovering:
+                if not rows.recovering:
                     store.set_enqueued(sub.batch_id, sub.rows)
                 if on_chunk is not None:
                     on_chunk(sub)
     except (InputError, OSError, ValueError) as exc:
-        message = _one_line(exc, path)
-        if recovering:
-            raise SubmitError(f"{message} (recovery of batch {sub.batch_id})") from None
+        message = _one_line(exc, spec.path)
+        if rows.recovering:
+            raise UserError(f"{message} (recovery of batch {sub.batch_id})") from None
         store.update_meta(sub.batch_id, error=message)
-        raise SubmitError(f"{message} (batch {sub.batch_id} stopped after {sub.rows} rows)"
-                          ) from None
-    if recovering:
+        raise UserError(f"{message} (batch {sub.batch_id} stopped after {sub.rows} rows)"
+                        ) from None
+    if rows.recovering:
         log.info("batch.recovered", batch_id=sub.batch_id, rows=sub.valid + sub.invalid,
                  messages=sub.messages)
         return sub
@@ -295,6 +244,27 @@ def submit_file(
         invalid=sub.invalid, messages=sub.messages,
     )
     return sub
+
+
+def _chunk_rows(
+    lines: list[int], result: ChunkResult, rows: Rows
+) -> tuple[list[int], list[RowRecord], int]:
+    """The batch row number of each file row (``_SKIP`` for rows not sent now), the
+    invalid rows to record, and how many of the chunk's rows belong to the batch."""
+    invalid = [_invalid_record(n, errs) for n, errs in result.errors.items() if errs]
+    numbers = lines
+    kept = len(lines)
+    if rows.select is not None:
+        select = rows.select
+        invalid = [replace(r, row_number=select[r.row_number])
+                   for r in invalid if r.row_number in select]
+        kept = sum(1 for n in lines if n in select)
+        numbers = [select.get(n, _SKIP) for n in numbers]
+    if rows.recorded is not None:
+        recorded = rows.recorded
+        invalid = [r for r in invalid if r.row_number not in recorded]
+        numbers = [_SKIP if n in recorded else n for n in numbers]
+    return numbers, invalid, kept
 
 
 def _one_line(exc: BaseException, path: Path) -> str:
@@ -343,31 +313,12 @@ def _valid_rows(
 
 
 def _publish(
-    app: Celery, producer: Any, sub: Submission, rows: list[dict[str, Any]],
-    store: BatchStore, sent_before: int, recovering: bool = False,
+    queue: Queue, producer: Any, sub: Submission, batch: list[dict[str, Any]], rows: Rows
 ) -> None:
     chunk_id = f"{sub.chunk_prefix}{sub.messages}"
-    # Messages are numbered in file order, the same on every read of an unchanged file, so a
-    # resumed submit skips exactly those an earlier, killed one had sent.
-    if sub.messages >= sent_before:
-        store.publish_counted(
-            app, producer, PROCESS_CHUNK, [chunk_message(sub.batch_id, chunk_id, rows)],
-            batch_id=sub.batch_id, sent=None if recovering else sub.messages + 1,
+    if sub.messages >= rows.sent_before:
+        queue.store.publish_counted(
+            queue.app, producer, PROCESS_CHUNK, [chunk_message(sub.batch_id, chunk_id, batch)],
+            batch_id=sub.batch_id, sent=None if rows.recovering else sub.messages + 1,
         )
     sub.messages += 1
-
-
-def input_spec(state: BatchState) -> InputSpec:
-    """How the batch's input was opened, from its meta."""
-    f = state.input
-    return InputSpec(
-        Path(f.get("input_path", "")),
-        f.get("sheet") or None,
-        Path(f["column_map"]) if f.get("column_map") else None,
-        Path(f["master_data_dir"]) if f.get("master_data_dir") else None,
-    )
-
-
-def iter_chunks(table: Table) -> Iterator[Any]:
-    """The table's chunks at the pipeline's chunk size (the report re-reads with this)."""
-    return iter(table.chunks(CHUNK_ROWS))

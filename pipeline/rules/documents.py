@@ -6,6 +6,8 @@ be JPEG, PNG or PDF by its content (magic bytes, not its name) and not exceed th
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from pathlib import Path
 
 import filetype
@@ -16,6 +18,16 @@ ALLOWED_TYPES = frozenset({"image/jpeg", "image/png", "application/pdf"})
 # filetype needs at most this many leading bytes to recognise a format.
 _HEAD_BYTES = 262
 _CACHE_LIMIT = 10_000
+# Encoded documents kept for rows naming the same file; bounded (they are large).
+_ENCODED_LIMIT = 256
+# The row columns naming the scans and the body's side each goes to.
+DOCUMENT_SIDES = (("id_front_file", "id_front"), ("id_back_file", "id_back"))
+
+
+def resolve(base: Path, relative: str) -> Path:
+    """Where a row's document path points: relative to ``base``, backslashes as slashes
+    (files listed on Windows), symbolic links followed (so a link outside is seen)."""
+    return (base / relative.replace("\\", "/")).resolve()
 
 
 class DocumentChecker:
@@ -39,9 +51,7 @@ class DocumentChecker:
     def _check(self, relative: str) -> tuple[Code, str] | None:
         """Uncached :meth:`check`."""
         try:
-            # Files listed on Windows use backslashes; resolve() follows symbolic links, so a
-            # link pointing outside is caught below too.
-            path = (self._base / relative.replace("\\", "/")).resolve()
+            path = resolve(self._base, relative)
         except (OSError, ValueError):
             return Code.BAD_PATH, "file path is not usable (control characters or too long)"
         if not path.is_relative_to(self._base):
@@ -70,3 +80,40 @@ class DocumentChecker:
 def _clip(path: str, limit: int = 80) -> str:
     """A path shortened for a message."""
     return path if len(path) <= limit else "…" + path[-(limit - 1) :]
+
+
+class DocumentEncoder:
+    """Reads and base64-encodes the scans a row names, for the partner body.
+
+    Paths resolve exactly as :class:`DocumentChecker` resolved them when the row was
+    validated, so the file sent is the file checked.
+    """
+
+    def __init__(self, base_dir: Path) -> None:
+        self._base = base_dir.resolve()
+        self._cache: dict[str, dict[str, str]] = {}
+
+    def encode(self, relative: str) -> dict[str, str]:
+        """``{"base64_data", "content_type"}`` of one document (type by content)."""
+        cached = self._cache.get(relative)
+        if cached is not None:
+            return cached
+        data = resolve(self._base, relative).read_bytes()
+        kind = filetype.guess(data[:_HEAD_BYTES])
+        encoded = {
+            "base64_data": base64.b64encode(data).decode("ascii"),
+            "content_type": kind.mime if kind is not None else "application/octet-stream",
+        }
+        if len(self._cache) >= _ENCODED_LIMIT:
+            self._cache.clear()
+        self._cache[relative] = encoded
+        return encoded
+
+    def for_row(self, row: Mapping[str, str]) -> dict[str, dict[str, str]] | None:
+        """The encoded documents of a row by side (``id_front``/``id_back``), or None."""
+        documents: dict[str, dict[str, str]] = {}
+        for column, side in DOCUMENT_SIDES:
+            if relative := (row.get(column) or "").strip():
+                documents[side] = self.encode(relative)
+        return documents or None
+

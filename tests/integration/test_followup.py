@@ -21,8 +21,8 @@ from test_rerun import (  # noqa: F401  (fixtures used by name)
     settings,
 )
 
-from pipeline.batch.rerun import merged_report
 from pipeline.commands.follow_up import follow_up_batch
+from pipeline.commands.report import report_batch
 from pipeline.core.followup import FOLLOW_UP_COLUMNS, CustomerStatus
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle
@@ -61,9 +61,10 @@ def test_follow_up_asks_only_open_rows_and_records_the_latest_statuses(
     pending = CustomerStatus(first[PLAIN_ROW]["ecrn"], "KYC PENDING", "Accepted")
     client.hset(key, mapping={AML_ROW: stale.to_json(), PLAIN_ROW: pending.to_json()})
     before = status_calls(sandbox)
-    result, done = follow_up_batch(parent, out_dir=out, settings=settings)
-    assert result.error is None and done is not None
-    assert (done.checked, done.updated, done.failed, done.still_open) == (3, 3, 0, 2)
+    result = follow_up_batch(parent, out_dir=out, settings=settings)
+    assert result.error is None and result.summary is not None
+    done = result.summary["follow_up"]
+    assert (done["checked"], done["updated"], done["failed"], done["still_open"]) == (3, 3, 0, 2)
     assert status_calls(sandbox) - before == 3
     assert result.exit_code == 1
     assert result.summary is not None and result.summary["follow_up"]["checked"] == 3
@@ -81,10 +82,10 @@ def test_follow_up_asks_only_open_rows_and_records_the_latest_statuses(
     assert rows[3]["customer_status"] == rows[3]["aml_scan_status"] == ""
     assert all(rows[n]["outcome"] == first[n]["outcome"] for n in first)
 
-    _, done = follow_up_batch(parent, out_dir=out, settings=settings)
-    assert done is not None and done.checked == 2
+    again = follow_up_batch(parent, out_dir=out, settings=settings)
+    assert again.summary is not None and again.summary["follow_up"]["checked"] == 2
     assert status_calls(sandbox) - before == 5
-    merged = merged_report(parent, out_dir=out, settings=settings)
+    merged = report_batch(parent, out_dir=out, settings=settings, merged=True)
     assert merged.error is None
     assert by_row(out / parent / "merged.csv")[AML_ROW]["customer_status"] == "ACTIVE"
 

@@ -14,7 +14,9 @@ import pytest
 from support import read_report, sandbox_settings
 
 from pipeline.batch.report import PENDING
-from pipeline.commands.run import report_batch, run_file, submit_only
+from pipeline.commands.report import report_batch
+from pipeline.commands.run import run_file
+from pipeline.commands.submit import submit
 from pipeline.core.settings import PipelineSettings, Settings
 from pipeline.reports.writer import PIPELINE_REPORT_COLUMNS
 from sandbox.testing import SandboxHandle, run_sandbox
@@ -175,7 +177,7 @@ def test_partial_report_of_a_batch_nobody_works_on(
     """Submitted but not processed: the report lists invalid rows as invalid and every valid
     row as pending, says complete false, and exits 1."""
     settings = settings_for(pipeline_redis, fresh_sandbox, tmp_path)
-    submitted = submit_only(sample, settings=settings)
+    submitted = submit(sample, resume=False, settings=settings)
     assert submitted.exit_code == 0 and submitted.batch_id
     result = report_batch(submitted.batch_id, out_dir=tmp_path / "r", settings=settings)
     assert result.exit_code == 1
@@ -193,7 +195,7 @@ def test_report_refuses_a_changed_input_file(
 ) -> None:
     """An input edited after submit: report exits 2 with one line naming the file."""
     settings = settings_for(pipeline_redis, fresh_sandbox, tmp_path)
-    submitted = submit_only(sample, settings=settings)
+    submitted = submit(sample, resume=False, settings=settings)
     assert submitted.batch_id
     with sample.open("a", encoding="utf-8") as handle:
         handle.write("\n")

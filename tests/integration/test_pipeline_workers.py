@@ -21,7 +21,9 @@ from support import (
 )
 
 from pipeline.batch.recover import StallWatch, recover_batch
-from pipeline.commands.run import report_batch, submit_only
+from pipeline.batch.submit import Queue
+from pipeline.commands.report import report_batch
+from pipeline.commands.submit import submit
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.state.store import BatchStore
@@ -66,7 +68,7 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
             task_soft_time_limit_seconds=4, backoff_max_seconds=0.5,
             backoff_base_seconds=0.05, claim_ttl_seconds=3,
         )
-        submitted = submit_only(source, settings=settings)
+        submitted = submit(source, resume=False, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
         client = redis.Redis.from_url(pipeline_redis[0])
@@ -82,7 +84,7 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
         app = make_worker_app(settings, broker_url=pipeline_redis[0],
                               redis_url=pipeline_redis[0])
         stall = StallWatch(
-            store, batch_id, lambda: recover_batch(store, app, settings, batch_id),
+            store, batch_id, lambda: recover_batch(Queue(app, store, settings), batch_id),
             queue=settings.pipeline.queue, stall_seconds=3,
         )
 
@@ -167,7 +169,7 @@ def test_two_workers_keep_the_global_rate_limit(
         env, settings = worker_setup(
             pipeline_redis, sandbox, rows_per_message=5, rate_limit_per_second=rate,
         )
-        submitted = submit_only(source, settings=settings)
+        submitted = submit(source, resume=False, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
@@ -204,7 +206,7 @@ def test_poison_chunk_rows_fail_with_code_poison(
         _, settings = worker_setup(
             pipeline_redis, sandbox, rows_per_message=5, max_deliveries=2
         )
-        submitted = submit_only(source, settings=settings)
+        submitted = submit(source, resume=False, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id, submitted.error
         client = redis.Redis.from_url(pipeline_redis[0])

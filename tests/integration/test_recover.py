@@ -23,9 +23,13 @@ from support import (
     wait_for,
 )
 
+from pipeline.batch.follow import follow_and_report
+from pipeline.batch.inputs import InputSpec, new_batch_id
 from pipeline.batch.recover import recover_batch
-from pipeline.batch.submit import new_batch_id, submit_file
-from pipeline.commands.run import follow_and_report, open_pipeline, report_batch, submit_only
+from pipeline.batch.submit import Queue, launch_batch
+from pipeline.commands.report import report_batch
+from pipeline.commands.setup import open_pipeline
+from pipeline.commands.submit import submit
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.state.store import UNACKED_KEY, BatchStore
@@ -75,7 +79,7 @@ def test_recover_command_resends_only_rows_without_outcome(
     with run_sandbox() as sandbox:
         settings = sandbox_settings(url, prefix, sandbox.base_url, rows_per_message=PER_MESSAGE)
         env = onboard_env(url, prefix, sandbox.base_url, rows_per_message=PER_MESSAGE)
-        submitted = submit_only(source, settings=settings)
+        submitted = submit(source, resume=False, settings=settings)
         batch_id = submitted.batch_id
         assert batch_id and submitted.summary and submitted.summary["valid"] == ROWS
         assert client.llen(prefix) == ROWS // PER_MESSAGE
@@ -115,10 +119,11 @@ def test_follow_loop_recovers_a_stalled_batch(
             recover_stall_seconds=1.5,
         )
         with open_pipeline(settings) as env:
-            sub = submit_file(source, app=env.app, store=env.store, settings=env.settings)
+            queue = Queue(env.app, env.store, env.settings)
+            sub = launch_batch(InputSpec(source), queue)
             assert client.delete(prefix) == 1  # the whole queue list is lost
             env.start_worker(2)
-            result = follow_and_report(env, sub.batch_id, tmp_path / "out", timeout=30)
+            result = follow_and_report(queue, sub.batch_id, tmp_path / "out", timeout=30)
         assert result.exit_code == 0, (result.error, result.summary)
         assert_every_row_once(sandbox, sub.batch_id, tmp_path / "out2", settings)
 
@@ -168,10 +173,10 @@ def test_recovery_of_a_rerun_batch_sends_only_its_own_rows(
         with open_pipeline(settings) as env:
             batch_id = new_batch_id()
             env.store.save_selection(batch_id, select)
-            submit_file(source, app=env.app, store=env.store, settings=env.settings,
-                        batch_id=batch_id, select=select)
+            queue = Queue(env.app, env.store, env.settings)
+            launch_batch(InputSpec(source), queue, batch_id=batch_id, select=select)
             assert client.delete(prefix) == 1
-            assert recover_batch(env.store, env.app, env.settings, batch_id) == len(select)
+            assert recover_batch(queue, batch_id) == len(select)
             env.start_worker(2)
             wait_for(lambda: env.store.is_complete(batch_id), 30, "the rerun batch to complete")
             recorded = sorted(int(k) for k in client.hkeys(env.store.keys.rows(batch_id)))

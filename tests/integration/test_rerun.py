@@ -23,9 +23,11 @@ from support import (
     sandbox_settings,
 )
 
-from pipeline.batch.rerun import merged_report, parse_outcomes, rerun
+from pipeline.batch.rerun import parse_outcomes
+from pipeline.commands.report import report_batch
+from pipeline.commands.rerun import rerun
 from pipeline.commands.run import run_file
-from pipeline.commands.validate import UnusableInput
+from pipeline.core.errors import UserError
 from pipeline.core.settings import SAMPLE_DATA, Settings
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.state.store import BatchStore
@@ -128,7 +130,7 @@ def test_rerun_of_failed_rows_sends_only_them_and_merges_back(
     assert sandbox.stats()["creates"] == creates
     assert sandbox.stats()["duplicate_creates"] == 0
 
-    merged = merged_report(parent, out_dir=out, settings=settings)
+    merged = report_batch(parent, out_dir=out, settings=settings, merged=True)
     assert merged.error is None and merged.summary is not None
     assert merged.summary["merged"] == [again.batch_id, third.batch_id, with_done.batch_id]
     assert merged.summary["complete"] is True
@@ -185,7 +187,7 @@ def test_edited_report_with_fixed_rows_onboards_them(
     assert header.count("outcome") == 1 and header.count("row_number") == 1
     assert sandbox.stats()["creates"] == creates + 1
 
-    merged = merged_report(parent, out_dir=out, settings=settings)
+    merged = report_batch(parent, out_dir=out, settings=settings, merged=True)
     assert merged.summary is not None
     rows_after = by_row(out / parent / "merged.csv")
     assert rows_after[BAD_DATE_ROW]["outcome"] == "onboarded"
@@ -221,7 +223,7 @@ def test_nothing_selected_and_unknown_source(
     not_report = rerun(str(sample), out_dir=out, settings=settings, worker=False)
     assert not_report.exit_code == 2 and not_report.error is not None
     assert "not a report" in not_report.error
-    with pytest.raises(UnusableInput, match="choose from"):
+    with pytest.raises(UserError, match="choose from"):
         parse_outcomes("faild")
 
 

@@ -182,7 +182,7 @@ def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
     no customer is created twice."""
     from support import copy_sample, sandbox_settings
 
-    from pipeline.commands.watch import PipelineRunner
+    from pipeline.batch.runner import PipelineRunner
     from workers.embedded import in_process_worker
     from workers.tasks import close_runtime, make_worker_app
 
@@ -235,7 +235,7 @@ def test_scans_of_a_dropped_file_are_found_in_the_documents_folder(
 
     from support import copy_sample, sandbox_settings
 
-    from pipeline.commands.watch import PipelineRunner
+    from pipeline.batch.runner import PipelineRunner
     from pipeline.core.outcomes import Outcome
     from pipeline.dropfolder.layout import Layout
     from workers.tasks import close_runtime, make_worker_app

@@ -436,7 +436,8 @@ def test_bad_watch_setting_is_a_one_line_exit_2(
     from pipeline.core.settings import Settings
 
     monkeypatch.setenv("ONBOARD_WATCH__MAX_CONCURRENT", "0")
-    code, error = watch_folder(tmp_path / "drop", settings=Settings())
+    result = watch_folder(tmp_path / "drop", settings=Settings())
+    code, error = result.exit_code, result.error
     assert code == 2
     assert error is not None and error.startswith("bad setting ONBOARD_WATCH__MAX_CONCURRENT:")
     assert "\n" not in error

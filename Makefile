@@ -17,13 +17,15 @@ demo: $(STAMP)
 	$(BIN)/onboard run sample_data/customers.csv --sandbox || [ $$? -eq 1 ]
 
 test: $(STAMP)
-	$(BIN)/ruff check pipeline workers sandbox tests bench
+	$(BIN)/ruff check pipeline workers sandbox tests bench tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline workers sandbox tests bench
+	$(BIN)/ruff check pipeline workers sandbox tests bench tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from pipeline.core.errors import ExitCode
+
 if TYPE_CHECKING:
     from pipeline.core.results import CommandResult
 
@@ -95,7 +97,7 @@ def _print_validation_summary(summary: dict[str, Any], reports: list[Path]) -> N
         console.print(f"report: {path}", markup=False)
 
 
-def _fail(error: str | None, code: int = 2) -> NoReturn:
+def _fail(error: str | None, code: int = ExitCode.UNUSABLE) -> NoReturn:
     """One plain line on stderr (no rich wrapping) and the exit code."""
     # One plain line (no rich wrapping or markup) so scripts and clerks read it alike.
     print(f"error: {error}", file=sys.stderr)
@@ -297,20 +299,17 @@ def rerun(
     Customers already onboarded or already there are answered by the ledger, never sent.
     Exit code 0: every rerun row done (or nothing to rerun); 1: other outcomes; 2: unusable.
     """
-    from pipeline.batch.rerun import parse_outcomes
     from pipeline.commands.rerun import rerun as rerun_rows
 
     _logging()
-    with _user_errors():
-        outcomes = parse_outcomes(outcome)
     result = rerun_rows(
-        source, outcomes=outcomes, out_dir=out, sandbox=sandbox, column_map=column_map,
+        source, outcomes=outcome, out_dir=out, sandbox=sandbox, column_map=column_map,
         master_data_dir=master_data, parent=parent, wait=wait,
     )
     if result.batch_id is None:
-        if result.exit_code == 0:
+        if result.exit_code == ExitCode.DONE:
             print(result.error)
-            raise typer.Exit(0)
+            raise typer.Exit(ExitCode.DONE)
         _fail(result.error, result.exit_code)
     if result.summary is not None and "outcomes" not in result.summary:
         # --no-wait: the rerun batch was only enqueued.

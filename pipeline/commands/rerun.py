@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.batch.follow import follow_and_report
-from pipeline.batch.rerun import DEFAULT_OUTCOMES, launch_rerun, outcome_names, rerun_source
+from pipeline.batch.rerun import (
+    DEFAULT_OUTCOMES,
+    launch_rerun,
+    outcome_names,
+    parse_outcomes,
+    rerun_source,
+)
 from pipeline.batch.submit import Queue
 from pipeline.commands.setup import (
     DEFAULT_CHUNKS_IN_PROGRESS,
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
 def rerun(
     source: str,
     *,
-    outcomes: frozenset[Outcome] = frozenset(DEFAULT_OUTCOMES),
+    outcomes: frozenset[Outcome] | str = frozenset(DEFAULT_OUTCOMES),
     out_dir: Path = Path("reports"),
     settings: Settings | None = None,
     sandbox: bool = False,
@@ -44,8 +50,11 @@ def rerun(
     """Submit the selected rows of ``source`` (batch id or report file) as a new batch.
 
     With ``wait`` (always on the embedded Redis) follow it to the end and write its report.
-    Nothing selected: exit code 0, no batch, and the reason as ``error``.
+    ``outcomes`` may be given as the command line does (``failed,rejected``). Nothing
+    selected: exit code 0, no batch, and the reason as ``error``.
     """
+    if isinstance(outcomes, str):
+        outcomes = parse_outcomes(outcomes)
     settings = settings or load_settings()
     with open_pipeline(settings, sandbox=sandbox) as env:
         chosen = rerun_source(

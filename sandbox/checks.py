@@ -1,7 +1,7 @@
 """The partner's own checks of request bodies: lookup format, onboarding mandatory fields,
 formats and lengths (error 40002) and master-data codes (error 45053).
 
-The mandatory list and the lengths are the contract's assumptions (drap-api.md §3), kept
+The mandatory list and the lengths are the contract's assumptions (docs/partner-api.md §4), kept
 here in one place. The list says the same as ``pipeline.core.settings.MANDATORY_COLUMNS`` (the
 default of our local rule, in flat column names) on purpose but is not derived from it: the
 sandbox stands in for the partner, so it must not bend to a bank's

@@ -1,4 +1,4 @@
-"""Response bodies exactly as drap-api.md shows them, as compact JSON bytes.
+"""Response bodies exactly as docs/partner-api.md shows them, as compact JSON bytes.
 
 The lookup and status calls use camelCase top-level keys (``statusCode``/``errorCode``), the
 onboarding call snake_case (``status_code``/``error_code``/``request_id``); the gateway's

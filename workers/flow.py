@@ -53,7 +53,7 @@ log = structlog.get_logger(__name__)
 
 ID_FIELD = "id_number"
 
-# Clerk-readable words for the partner's business codes (drap-api.md); the partner's own
+# Clerk-readable words for the partner's business codes (docs/partner-api.md); the partner's own
 # message follows when it sends one.
 REJECTION_TEXT = {
     "40001": "The partner could not read the request (bad format)",

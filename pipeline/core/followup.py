@@ -2,7 +2,7 @@
 
 Pure: the onboarding flow asks :func:`needs_follow_up` to decide whether a row's answer must
 be kept for ``onboard follow-up``; the follow-up asks it again with the status GET's answer.
-The partner's value sets are only partly published (drap-api.md §4), so the comparison is
+The partner's value sets are only partly published (docs/partner-api.md §5), so the comparison is
 case- and space-insensitive and the non-final sets are plain constants in one place.
 """
 
@@ -16,7 +16,7 @@ FOLLOW_UP_COLUMNS = ("customer_status", "aml_scan_status")
 """The two columns a followed-up batch's report adds after the outcome columns."""
 
 NON_FINAL_CUSTOMER_STATUSES = frozenset({"kyc pending"})
-"""``customer_status`` values the partner may still change (drap-api.md §4)."""
+"""``customer_status`` values the partner may still change (docs/partner-api.md §5)."""
 
 NON_FINAL_AML_STATUSES = frozenset({"under investigation"})
 """``aml_scan_status`` values the partner may still change."""

@@ -73,7 +73,7 @@ class PartnerSettings(BaseModel):
         return [f"ONBOARD_PARTNER__{name.upper()}" for name, value in required.items() if not value]
 
 
-# The partner's mandatory fields (assumed in drap-api.md, so kept in this one place and
+# The partner's mandatory fields (assumed in docs/partner-api.md, so kept in this one place and
 # overridable with ONBOARD_VALIDATION__MANDATORY_COLUMNS='["channel", ...]'). The sandbox
 # states the partner's side independently (sandbox/checks.py); a test keeps them equal.
 MANDATORY_COLUMNS: tuple[str, ...] = (

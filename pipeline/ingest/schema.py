@@ -6,7 +6,7 @@ and punctuation-insensitive ("First Name" is ``first_name``), and a :class:`Colu
 TOML renames anything else ("Emirates ID No" is ``id_number``) and fixes constants.
 
 :func:`to_partner_body` turns a validated flat row into the nested onboarding JSON of
-``drap-api.md`` section 3. Pure code: no pandas, no I/O beyond reading a column-map file.
+docs/partner-api.md §4. Pure code: no pandas, no I/O beyond reading a column-map file.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
-# Flat column → key inside the nested part, in the order drap-api.md lists them.
+# Flat column → key inside the nested part, in the order docs/partner-api.md lists them.
 _ID_KEYS = {
     "id_type": "id_type",
     "id_number": "id_number",
@@ -275,7 +275,7 @@ def to_partner_body(
     *,
     documents: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Turn one normalised flat row into the nested onboarding body (drap-api.md section 3).
+    """Turn one normalised flat row into the nested onboarding body (docs/partner-api.md §4).
 
     Empty optional fields are left out; ``political_exposed_person`` becomes a boolean; the one
     ``id_details`` entry is the active default document; ``ecrn`` is sent only to update.

@@ -60,7 +60,7 @@ class Code(StrEnum):
     BAD_PATH = "bad_path"
 
 
-# Longest value the partner takes (drap-api.md, assumed), checked on the value we would send.
+# Longest value the partner takes (assumed, docs/partner-api.md), checked on the value sent.
 _NAME_LIMIT = 255
 MAX_LENGTHS: dict[str, int] = {
     "channel": 20,

@@ -1,6 +1,6 @@
 """The partner client and the token broker against the sandbox over real HTTP and a real Redis.
 
-Every case of drap-api.md reaches its typed result (scenario ID numbers of
+Every case of docs/partner-api.md reaches its typed result (scenario ID numbers of
 docs/architecture.md); 4 processes × 8 threads share one token across its lifetimes; a
 revocation mid-run costs one grant; an expired refresh token falls back to the password grant.
 """
@@ -147,7 +147,7 @@ def kinds(results: list[PartnerResult]) -> list[str]:
 
 
 def test_lookup_cases(sandbox: Sandbox, redis_url: str) -> None:
-    """Each lookup case of drap-api.md §2 reaches its typed result over HTTP."""
+    """Each lookup case of docs/partner-api.md §3 reaches its typed result over HTTP."""
     def one(steps: Steps) -> list[PartnerResult]:
         return run_steps(sandbox, redis_url, steps)
 
@@ -173,7 +173,7 @@ def _raw_lookup(id_type: str, id_number: str) -> Steps:
 
 
 def test_onboarding_cases(sandbox: Sandbox, redis_url: str) -> None:
-    """Each onboarding case of drap-api.md §3 reaches its typed result over HTTP."""
+    """Each onboarding case of docs/partner-api.md §4 reaches its typed result over HTTP."""
     def one(steps: Steps) -> list[PartnerResult]:
         return run_steps(sandbox, redis_url, steps)
 
@@ -230,7 +230,7 @@ def test_slow_answer_times_out_in_doubt(sandbox: Sandbox, redis_url: str) -> Non
 
 
 def test_status_cases(sandbox: Sandbox, redis_url: str) -> None:
-    """The status GET of drap-api.md §4: a record, not subscribed, not found."""
+    """The status GET of docs/partner-api.md §5: a record, not subscribed, not found."""
     created, record = run_steps(sandbox, redis_url, onboard_then_status(KYC_PENDING))
     assert isinstance(record, Status) and isinstance(created, Onboarded)
     assert (record.ecrn, record.customer_status) == (created.ecrn, "KYC PENDING")

@@ -1,5 +1,5 @@
 """The sandbox over real HTTP (one server subprocess for the module, reset between tests):
-every response case of drap-api.md, tokens, scenarios, faults, the rate cap and counters."""
+every response case of docs/partner-api.md, tokens, scenarios, faults, the rate cap and counters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one response mapping, tested with a table of every case of drap-api.md and odd bodies."""
+"""The one response mapping: a table of every case of docs/partner-api.md, and odd bodies."""
 
 from __future__ import annotations
 

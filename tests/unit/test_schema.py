@@ -174,8 +174,8 @@ FULL_ROW = {
 
 
 def test_to_partner_body_nests_as_the_partner_expects() -> None:
-    """A flat row becomes drap-api.md §3: top level, address_list, id_details (active default
-    document), customer_classification; empty fields and file paths are not sent."""
+    """A flat row becomes the body of docs/partner-api.md §4: top level, address_list,
+    id_details (active default document), customer_classification; empty fields and file paths are not sent."""
     assert to_partner_body(FULL_ROW) == {
         "channel": "BULK",
         "agent_location_id": "1001",

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeAlias
 
 Call = Literal["lookup", "onboard", "status"]
 
-# Business codes of drap-api.md. Kept as strings because bodies carry them as ints or strings.
+# Business codes of docs/partner-api.md; strings, because bodies carry them as ints or strings.
 NOT_FOUND = "45001"
 NOT_SUBSCRIBED = "45003"
 LOOKUP_INTERNAL_ERROR = "45006"

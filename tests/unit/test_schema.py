@@ -175,7 +175,8 @@ FULL_ROW = {
 
 def test_to_partner_body_nests_as_the_partner_expects() -> None:
     """A flat row becomes the body of docs/partner-api.md §4: top level, address_list,
-    id_details (active default document), customer_classification; empty fields and file paths are not sent."""
+    id_details (active default document), customer_classification; empty fields and file
+    paths are not sent."""
     assert to_partner_body(FULL_ROW) == {
         "channel": "BULK",
         "agent_location_id": "1001",

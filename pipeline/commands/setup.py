@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec
@@ -35,11 +36,9 @@ P = ParamSpec("P")
 def command(func: Callable[P, CommandResult]) -> Callable[P, CommandResult]:
     """Run a command, turning a user mistake or an unreachable server into its result.
 
-    This is where the command layer maps foreign errors into the tree, once: a Redis or
-    broker that cannot be reached, or an OSError nobody below named a file for.
+    This is where the command layer maps foreign errors into the tree, once: a Redis or a
+    broker that cannot be reached becomes a one-line :class:`ServerError`.
     """
-    import kombu.exceptions
-    import redis
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> CommandResult:
@@ -47,13 +46,28 @@ def command(func: Callable[P, CommandResult]) -> Callable[P, CommandResult]:
             return func(*args, **kwargs)
         except UserError as exc:
             return CommandResult.unusable(str(exc))
-        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-            return CommandResult.unusable(str(_redis_error(exc)))
+        except Exception as exc:
+            server = server_error(exc)
+            if server is None:
+                raise
+            return CommandResult.unusable(str(server))
 
     return wrapper
 
 
-def _redis_error(exc: Exception) -> ServerError:
+def server_error(exc: BaseException) -> ServerError | None:
+    """A Redis or broker failure as a one-line :class:`ServerError`; None for anything else.
+
+    The classes are looked up among the loaded modules: a failure of redis or kombu means
+    they are loaded, and ``onboard validate`` never pays for importing them.
+    """
+    kinds = tuple(
+        kind for module, name in (("redis.exceptions", "RedisError"),
+                                  ("kombu.exceptions", "OperationalError"))
+        if (kind := getattr(sys.modules.get(module), name, None)) is not None
+    )
+    if not kinds or not isinstance(exc, kinds):
+        return None
     # redis-py and kombu name the host and port, never the password, in these messages.
     reason = " ".join(str(exc).splitlines()) or type(exc).__name__
     return ServerError(f"Redis: {reason}")

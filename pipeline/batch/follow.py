@@ -25,7 +25,7 @@ from rich.progress import (
 from pipeline.core.outcomes import Outcome
 
 if TYPE_CHECKING:
-    from workers.state.store import BatchState, BatchStore
+    from workers.state import BatchState, BatchStore
 
 POLL_SECONDS = 0.25
 

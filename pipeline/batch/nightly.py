@@ -19,7 +19,7 @@ from pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.commands.run import RunResult
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
 _READ = 1 << 20
 
@@ -35,7 +35,7 @@ def file_sha256(path: Path) -> str:
 
 def find_unfinished(store: BatchStore, path: Path, sha256: str) -> str | None:
     """The newest recent batch of this very file whose enqueue did not finish, if any."""
-    from workers.state.store import RECENT_BATCHES_KEPT
+    from workers.state import RECENT_BATCHES_KEPT
 
     wanted = str(path.resolve())
     metas = store.recent_meta(

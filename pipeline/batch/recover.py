@@ -24,7 +24,7 @@ from pipeline.core.settings import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
 def recover_batch(
     store: BatchStore, app: Celery, settings: Settings, batch_id: str

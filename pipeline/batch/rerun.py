@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pipeline.commands.run import RunResult
-    from workers.state.store import BatchStore, RowRecord
+    from workers.state import BatchStore, RowRecord
 
 DEFAULT_OUTCOMES = (Outcome.FAILED,)
 # Columns a report adds to the input's; the selection reads two of them.
@@ -119,7 +119,7 @@ def selection_from_batch(
 
 def find_reruns(store: BatchStore, parent: str) -> list[str]:
     """Reruns of ``parent`` (and reruns of those) among the recent batches, in fold order."""
-    from workers.state.store import RECENT_BATCHES_KEPT
+    from workers.state import RECENT_BATCHES_KEPT
 
     metas = store.recent_meta("parent_batch_id", "created_at", limit=RECENT_BATCHES_KEPT)
     return chain_order(parent, metas)

@@ -29,7 +29,7 @@ from pipeline.core.masterdata import MasterData, MasterDataError, load_master_da
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import Settings
 from pipeline.reports.writer import join_errors
-from workers.state.store import BatchMeta, BatchState, BatchStore, RowRecord
+from workers.state import BatchMeta, BatchState, BatchStore, RowRecord
 from workers.tasks import PROCESS_CHUNK, chunk_message
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from rich.console import Console
 
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
 EXIT_DONE = 0
 EXIT_OTHER = 1
@@ -167,7 +167,7 @@ def open_pipeline(settings: Settings, *, sandbox: bool = False) -> Iterator[Pipe
 def _store(redis_url: str, settings: Settings) -> BatchStore:
     import redis
 
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
     p = settings.pipeline
     return BatchStore(

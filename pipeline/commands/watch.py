@@ -27,7 +27,7 @@ from pipeline.dropfolder.watcher import Job, UnusableFile, Watcher, WatchSetting
 if TYPE_CHECKING:
     from celery import Celery
 
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2

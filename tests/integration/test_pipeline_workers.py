@@ -24,7 +24,7 @@ from pipeline.batch.recover import StallWatch, recover_batch
 from pipeline.commands.run import report_batch, submit_only
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 from workers.tasks import make_worker_app
 
 # Short partner timeouts: a killed worker's in-flight calls must not hold the test up.

@@ -28,7 +28,7 @@ from pipeline.batch.submit import new_batch_id, submit_file
 from pipeline.commands.run import follow_and_report, open_pipeline, report_batch, submit_only
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import UNACKED_KEY, BatchStore
+from workers.state import UNACKED_KEY, BatchStore
 
 ROWS = 60
 PER_MESSAGE = 10

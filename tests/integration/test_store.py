@@ -12,7 +12,7 @@ import redis
 import redis.asyncio
 
 from pipeline.core.outcomes import Outcome, RowError, RowResult
-from workers.state.store import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
+from workers.state import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
 
 TTL = 3600
 EID = ("4", "784198090000005")

@@ -15,7 +15,7 @@ from workers.state.keys import Keys, utc_now
 from workers.state.records import LedgerEntry, RowRecord
 
 
-class _Base:
+class StoreBase:
     """Key names, TTL and argument building shared by the sync and async stores."""
 
     def __init__(self, *, ttl_seconds: int, prefix: str, partner_scope: str = "") -> None:
@@ -47,11 +47,9 @@ class _Base:
         ]
         return keys, [owner, ledger.to_json() if ledger else "", self.ttl]
 
-
-def _queue_calls(
-    pipe: Any, keys: Keys, ttl: int, batch_id: str, kind: str, n: int
-) -> None:
-    pipe.hincrby(keys.calls(batch_id), kind, n)
-    pipe.expire(keys.calls(batch_id), ttl)
-    pipe.hincrby(keys.all_calls(), kind, n)
-    pipe.expire(keys.all_calls(), ttl)
+    def _queue_calls(self, pipe: Any, batch_id: str, kind: str, n: int) -> None:
+        """Queue on ``pipe`` the count of ``n`` partner calls of ``kind``, per batch and overall."""
+        pipe.hincrby(self.keys.calls(batch_id), kind, n)
+        pipe.expire(self.keys.calls(batch_id), self.ttl)
+        pipe.hincrby(self.keys.all_calls(), kind, n)
+        pipe.expire(self.keys.all_calls(), self.ttl)

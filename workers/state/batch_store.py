@@ -7,7 +7,6 @@ same keys and scripts.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -18,17 +17,17 @@ from redis.typing import EncodableT, FieldT
 
 from pipeline.core.followup import CustomerStatus
 from pipeline.core.outcomes import Outcome, RowResult
-from workers.state.base import _Base, _queue_calls
-from workers.state.broker import _PRIORITY_SEP, _PRIORITY_STEPS, UNACKED_KEY
+from workers.state import broker
+from workers.state.base import StoreBase
 from workers.state.keys import CALL_KINDS, DEFAULT_TTL_SECONDS, RECENT_BATCHES_KEPT, utc_now
 from workers.state.records import BatchMeta, BatchState, LedgerEntry, RowRecord
-from workers.state.scripts import _FINISH_LUA, _RECORD_LUA, _RELEASE_LUA, _SET_TOTAL_LUA
+from workers.state.scripts import FINISH_LUA, RECORD_LUA, RELEASE_LUA, SET_TOTAL_LUA
 
 # Hash fields written per HSET when a rerun's selection is stored (bounded request size).
 _SELECTION_WRITE = 10_000
 
 
-class BatchStore(_Base):
+class BatchStore(StoreBase):
     """Synchronous access to all pipeline state in Redis."""
 
     def __init__(
@@ -37,10 +36,10 @@ class BatchStore(_Base):
     ) -> None:
         super().__init__(ttl_seconds=ttl_seconds, prefix=prefix, partner_scope=partner_scope)
         self.r = client
-        self._record = client.register_script(_RECORD_LUA)
-        self._set_total = client.register_script(_SET_TOTAL_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
-        self._finish = client.register_script(_FINISH_LUA)
+        self._record = client.register_script(RECORD_LUA)
+        self._set_total = client.register_script(SET_TOTAL_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self._finish = client.register_script(FINISH_LUA)
 
     # -- batches -------------------------------------------------------------------------
     def create_batch(self, meta: BatchMeta) -> None:
@@ -182,21 +181,7 @@ class BatchStore(_Base):
     # -- the broker's queue, as kombu's Redis transport keeps it -------------------------
     def queue_idle(self, queue: str) -> bool:
         """No message of ``queue`` waits in Redis and none is delivered but unacknowledged."""
-        lists = [queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in _PRIORITY_STEPS)]
-        pipe = self.r.pipeline(transaction=False)
-        for name in lists:
-            pipe.llen(name)
-        if any(cast(list[int], pipe.execute())):
-            return False
-        # Each value is JSON [message, exchange, routing key]; our messages route by queue.
-        for _, value in self.r.hscan_iter(UNACKED_KEY, count=200):
-            try:
-                routing_key = json.loads(value)[2]
-            except (ValueError, IndexError, TypeError):
-                continue
-            if routing_key == queue:
-                return False
-        return True
+        return broker.queue_idle(self.r, queue)
 
     def publish_counted(
         self, app: Any, producer: Any, task: str, args: list[Any], *, batch_id: str,
@@ -207,13 +192,9 @@ class BatchStore(_Base):
         The cursor rides in the same pipeline write as the message (kombu's Redis publish
         batch), so a killed submit cannot have sent a message it does not count.
         """
-        pipe = None
-        with producer.batch(max_size=64) as batch:
-            app.send_task(task, args=args, producer=producer)
-            pipe = getattr(getattr(batch.state, "session", None), "pipeline", None)
-            if pipe is not None and sent is not None:
-                pipe.hset(self.keys.meta(batch_id), "messages_enqueued", sent)
-        if pipe is None and sent is not None:
+        counter = None if sent is None else (self.keys.meta(batch_id), "messages_enqueued", sent)
+        rode = broker.publish_counted(app, producer, task, args, counter=counter)
+        if not rode and sent is not None:
             self.update_meta(batch_id, messages_enqueued=sent)
 
     def close(self) -> None:
@@ -284,7 +265,7 @@ class BatchStore(_Base):
     def count_calls(self, batch_id: str, kind: str, n: int = 1) -> None:
         """Count partner calls of a kind (lookup/onboard/status/token) for a batch and overall."""
         pipe = self.r.pipeline(transaction=False)
-        _queue_calls(pipe, self.keys, self.ttl, batch_id, kind, n)
+        self._queue_calls(pipe, batch_id, kind, n)
         pipe.execute()
 
     def calls(self, batch_id: str | None = None) -> dict[str, int]:

@@ -13,22 +13,22 @@ from collections.abc import Iterable, Mapping, Sequence
 import redis.asyncio
 
 from pipeline.core.outcomes import RowResult
-from workers.state.base import _Base, _queue_calls
+from workers.state.base import StoreBase
 from workers.state.batcher import ScriptBatcher
 from workers.state.keys import DEFAULT_TTL_SECONDS, utc_now
 from workers.state.records import LedgerEntry, RowRecord
 from workers.state.scripts import (
-    _BEGIN_CREATE_LUA,
-    _CLAIM_CREATE_LUA,
-    _FINISH_LUA,
-    _FINISH_ROW_LUA,
-    _HOLD_CLAIM_LUA,
-    _RECORD_LUA,
-    _RELEASE_LUA,
+    BEGIN_CREATE_LUA,
+    CLAIM_CREATE_LUA,
+    FINISH_LUA,
+    FINISH_ROW_LUA,
+    HOLD_CLAIM_LUA,
+    RECORD_LUA,
+    RELEASE_LUA,
 )
 
 
-class AsyncBatchStore(_Base):
+class AsyncBatchStore(StoreBase):
     """The per-customer hot path on an event loop (``redis.asyncio``): ledger, claims,
     "create sent", outcomes, call counters. Same keys and scripts as :class:`BatchStore`."""
 
@@ -38,13 +38,13 @@ class AsyncBatchStore(_Base):
     ) -> None:
         super().__init__(ttl_seconds=ttl_seconds, prefix=prefix, partner_scope=partner_scope)
         self.r = client
-        self._record = client.register_script(_RECORD_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
-        self._finish = client.register_script(_FINISH_LUA)
-        self._begin_create = client.register_script(_BEGIN_CREATE_LUA)
-        self._claim_create = client.register_script(_CLAIM_CREATE_LUA)
-        self._hold_claim = client.register_script(_HOLD_CLAIM_LUA)
-        self._finish_row = client.register_script(_FINISH_ROW_LUA)
+        self._record = client.register_script(RECORD_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self._finish = client.register_script(FINISH_LUA)
+        self._begin_create = client.register_script(BEGIN_CREATE_LUA)
+        self._claim_create = client.register_script(CLAIM_CREATE_LUA)
+        self._hold_claim = client.register_script(HOLD_CLAIM_LUA)
+        self._finish_row = client.register_script(FINISH_ROW_LUA)
         self.batcher = ScriptBatcher.of(client)
 
     async def finish_row(
@@ -146,7 +146,7 @@ class AsyncBatchStore(_Base):
         self, id_type: str, id_number: str, owner: str, attempt: int, acknowledged: str,
         claim_ttl: int,
     ) -> tuple[int, str]:
-        """The create claim, fenced (see ``_CLAIM_CREATE_LUA``): ``(1, "")`` claimed,
+        """The create claim, fenced (see ``scripts.CLAIM_CREATE_LUA``): ``(1, "")`` claimed,
         ``(0, "")`` held by someone, ``(3, ledger json)`` finished meanwhile, ``(2, marker)``
         look up again and pass ``marker`` as ``acknowledged`` next time."""
         keys = [
@@ -176,7 +176,7 @@ class AsyncBatchStore(_Base):
         async with self.r.pipeline(transaction=False) as pipe:
             for kind, n in calls.items():
                 if n:
-                    _queue_calls(pipe, self.keys, self.ttl, batch_id, kind, n)
+                    self._queue_calls(pipe, batch_id, kind, n)
             await pipe.execute()
 
     async def record_outcomes(
@@ -210,7 +210,7 @@ class AsyncBatchStore(_Base):
     async def count_calls(self, batch_id: str, kind: str, n: int = 1) -> None:
         """Count partner calls of a kind for a batch and overall."""
         async with self.r.pipeline(transaction=False) as pipe:
-            _queue_calls(pipe, self.keys, self.ttl, batch_id, kind, n)
+            self._queue_calls(pipe, batch_id, kind, n)
             await pipe.execute()
 
     async def ledger_get(self, id_type: str, id_number: str) -> LedgerEntry | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 # KEYS: rows, counts, meta. ARGV: ttl, now, then (row_number, json, outcome) triples.
 # Returns {done, newly recorded flag per row}. The meta's finished_at is stamped in the same
 # step that makes done reach total_rows, so exactly one writer finishes a batch.
-_RECORD_LUA = """
+RECORD_LUA = """
 local ttl = tonumber(ARGV[1])
 local flags = {}
 local added = 0
@@ -37,7 +37,7 @@ return {done, flags}
 
 # KEYS: meta, counts. ARGV: total, now, ttl. Covers batches whose rows all finished before
 # the total was known (for example, every row invalid).
-_SET_TOTAL_LUA = """
+SET_TOTAL_LUA = """
 redis.call('HSET', KEYS[1], 'total_rows', ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 local done = tonumber(redis.call('HGET', KEYS[2], 'done') or '0')
@@ -51,9 +51,9 @@ return done
 # ARGV: ttl, now, row_number, record json ('' = do not record), outcome,
 #       owner ('' = leave the customer's keys alone), ledger json ('' = none),
 #       then (call kind, count) pairs.
-# The end of one row in one round trip: finish the customer (as _FINISH_LUA), count its
-# partner calls, record its outcome first-wins (as _RECORD_LUA). Returns 1 if newly recorded.
-_FINISH_ROW_LUA = """
+# The end of one row in one round trip: finish the customer (as FINISH_LUA), count its
+# partner calls, record its outcome first-wins (as RECORD_LUA). Returns 1 if newly recorded.
+FINISH_ROW_LUA = """
 local ttl = tonumber(ARGV[1])
 if ARGV[6] ~= '' then
   if ARGV[7] ~= '' then
@@ -95,7 +95,7 @@ return 1
 
 # KEYS: claim. ARGV: owner. Delete only our own claim, never one a later owner took after
 # ours expired.
-_RELEASE_LUA = """
+RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -106,7 +106,7 @@ return 0
 # After a final answer for a customer: remember it (if done), forget "create sent", release.
 # "Create sent" stays while another owner holds the claim: that worker's create is in flight
 # and its next lookup still needs the marker if the answer gets lost.
-_FINISH_LUA = """
+FINISH_LUA = """
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
 end
@@ -124,7 +124,7 @@ return 1
 
 # KEYS: claim, create_sent. ARGV: owner, claim ttl, batch id, state ttl.
 # Claim and "create sent" in one step: no one ever holds the claim without the marker.
-_BEGIN_CREATE_LUA = """
+BEGIN_CREATE_LUA = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
   redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[4]))
   return 1
@@ -140,7 +140,7 @@ return 0
 # {0, ''} someone holds the claim (wait); {1, ''} claimed, the marker names ``attempt``;
 # {3, ledger} the customer was finished meanwhile; {2, marker} another owner's attempt
 # ended after our lookup may have begun: look up again, then call again acknowledging it.
-_CLAIM_CREATE_LUA = """
+CLAIM_CREATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, ''}
 end
@@ -159,7 +159,7 @@ return {1, ''}
 
 # KEYS: claim. ARGV: owner, ttl. Keep our own claim for another ttl (a create with no answer
 # may still be running at the partner).
-_HOLD_CLAIM_LUA = """
+HOLD_CLAIM_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 end

@@ -18,9 +18,10 @@ listings and ``MONITOR`` output carry no personal data.
 
 ``BatchStore`` is the synchronous store (submit, status, report, task preamble);
 ``AsyncBatchStore`` offers the hot-path subset for the per-customer flow on an event loop.
-Its per-row scripts (``begin_create``, ``finish_row``) are coalesced: calls made by
-concurrent rows while a round trip is under way go to Redis together as one pipeline, so
-under load a row costs a fraction of a round trip's client CPU (bench/throughput.py).
+Its per-row scripts (``claim_create``, ``hold_claim``, ``finish_row``) are coalesced:
+calls made by concurrent rows while a round trip is under way go to Redis together as one
+pipeline, so under load a row costs a fraction of a round trip's client CPU
+(bench/throughput.py).
 
 Import the public names from this package (``from workers.state import BatchStore``); the
 modules under it are named after what they hold.

@@ -18,7 +18,6 @@ from workers.state.batcher import ScriptBatcher
 from workers.state.keys import DEFAULT_TTL_SECONDS, utc_now
 from workers.state.records import LedgerEntry, RowRecord
 from workers.state.scripts import (
-    BEGIN_CREATE_LUA,
     CLAIM_CREATE_LUA,
     FINISH_LUA,
     FINISH_ROW_LUA,
@@ -41,7 +40,6 @@ class AsyncBatchStore(StoreBase):
         self._record = client.register_script(RECORD_LUA)
         self._release = client.register_script(RELEASE_LUA)
         self._finish = client.register_script(FINISH_LUA)
-        self._begin_create = client.register_script(BEGIN_CREATE_LUA)
         self._claim_create = client.register_script(CLAIM_CREATE_LUA)
         self._hold_claim = client.register_script(HOLD_CLAIM_LUA)
         self._finish_row = client.register_script(FINISH_ROW_LUA)
@@ -134,14 +132,6 @@ class AsyncBatchStore(StoreBase):
             pipe.expire(key, self.ttl)
             await pipe.execute()
 
-    async def begin_create(
-        self, id_type: str, id_number: str, owner: str, batch_id: str, claim_ttl: int
-    ) -> bool:
-        """Take the create claim and set "create sent" together; False if someone holds it."""
-        keys = [self.keys.claim(id_type, id_number), self.keys.create_sent(id_type, id_number)]
-        args: list[str | int] = [owner, claim_ttl, batch_id, self.ttl]
-        return bool(await self.batcher.call(self._begin_create, keys, args))
-
     async def claim_create(
         self, id_type: str, id_number: str, owner: str, attempt: int, acknowledged: str,
         claim_ttl: int,
@@ -168,16 +158,6 @@ class AsyncBatchStore(StoreBase):
         """Who holds the create claim now, if anyone."""
         raw = await self.r.get(self.keys.claim(id_type, id_number))
         return raw.decode() if isinstance(raw, bytes) else raw
-
-    async def count_calls_many(self, batch_id: str, calls: Mapping[str, int]) -> None:
-        """Count several kinds of partner calls in one round trip (zeros skipped)."""
-        if not any(calls.values()):
-            return
-        async with self.r.pipeline(transaction=False) as pipe:
-            for kind, n in calls.items():
-                if n:
-                    self._queue_calls(pipe, batch_id, kind, n)
-            await pipe.execute()
 
     async def record_outcomes(
         self, batch_id: str, results: Iterable[RowRecord | RowResult]

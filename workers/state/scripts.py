@@ -122,17 +122,6 @@ return 1
 """
 
 
-# KEYS: claim, create_sent. ARGV: owner, claim ttl, batch id, state ttl.
-# Claim and "create sent" in one step: no one ever holds the claim without the marker.
-BEGIN_CREATE_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[4]))
-  return 1
-end
-return 0
-"""
-
-
 # KEYS: claim, create_sent, ledger. ARGV: owner, attempt, acknowledged marker, claim ttl,
 # state ttl. The create claim, fenced against a stale "not found": a lookup made while
 # another create was in flight can say "not found" although that create then landed.

@@ -47,27 +47,45 @@ end
 return done
 """
 
+# The customer's part of a final answer, written once and used by FINISH_LUA and
+# FINISH_ROW_LUA. Expects the locals claim, sent, ledger (keys: create claim, "create sent",
+# ledger), owner, entry (ledger json, '' for none) and ttl. Remembers the customer (if done),
+# forgets "create sent", releases the claim. "Create sent" stays while another owner holds
+# the claim: that worker's create is in flight and its next lookup still needs the marker if
+# the answer gets lost.
+_FINISH_CUSTOMER = """
+if entry ~= '' then
+  redis.call('SET', ledger, entry, 'EX', ttl)
+end
+local holder = redis.call('GET', claim)
+if holder == owner then
+  redis.call('DEL', claim)
+  holder = false
+end
+if not holder then
+  redis.call('DEL', sent)
+end
+"""
+
+# KEYS: claim, create_sent, ledger. ARGV: owner, ledger json ('' for none), ttl.
+# After a final answer for a customer: remember it (if done), forget "create sent", release.
+FINISH_LUA = """
+local claim, sent, ledger = KEYS[1], KEYS[2], KEYS[3]
+local owner, entry, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+""" + _FINISH_CUSTOMER + """return 1
+"""
+
 # KEYS: rows, counts, meta, calls, all_calls, claim, create_sent, ledger.
 # ARGV: ttl, now, row_number, record json ('' = do not record), outcome,
 #       owner ('' = leave the customer's keys alone), ledger json ('' = none),
 #       then (call kind, count) pairs.
-# The end of one row in one round trip: finish the customer (as FINISH_LUA), count its
+# The end of one row in one round trip: finish the customer (_FINISH_CUSTOMER), count its
 # partner calls, record its outcome first-wins (as RECORD_LUA). Returns 1 if newly recorded.
 FINISH_ROW_LUA = """
 local ttl = tonumber(ARGV[1])
 if ARGV[6] ~= '' then
-  if ARGV[7] ~= '' then
-    redis.call('SET', KEYS[8], ARGV[7], 'EX', ttl)
-  end
-  local holder = redis.call('GET', KEYS[6])
-  if holder == ARGV[6] then
-    redis.call('DEL', KEYS[6])
-    holder = false
-  end
-  if not holder then
-    redis.call('DEL', KEYS[7])
-  end
-end
+  local claim, sent, ledger, owner, entry = KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7]
+""" + _FINISH_CUSTOMER + """end
 if #ARGV >= 9 then
   for i = 8, #ARGV, 2 do
     redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
@@ -101,26 +119,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-# KEYS: claim, create_sent, ledger. ARGV: owner, ledger json ('' for none), ttl.
-# After a final answer for a customer: remember it (if done), forget "create sent", release.
-# "Create sent" stays while another owner holds the claim: that worker's create is in flight
-# and its next lookup still needs the marker if the answer gets lost.
-FINISH_LUA = """
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[2], 'EX', tonumber(ARGV[3]))
-end
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  holder = false
-end
-if not holder then
-  redis.call('DEL', KEYS[2])
-end
-return 1
-"""
-
 
 # KEYS: claim, create_sent, ledger. ARGV: owner, attempt, acknowledged marker, claim ttl,
 # state ttl. The create claim, fenced against a stale "not found": a lookup made while

@@ -157,7 +157,7 @@ async def _harness(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     from workers.partner.client import PartnerClient
     from workers.partner.token import TokenBroker
     from workers.ratelimit import AsyncRateLimiter
-    from workers.state.store import AsyncBatchStore
+    from workers.state import AsyncBatchStore
 
     settings = sandbox_partner(args.base_url, scope="bench", max_connections=args.in_flight)
     sync = redis.Redis.from_url(REDIS_URL)
@@ -356,7 +356,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     import redis
 
     from sandbox.testing import run_sandbox
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp, run_sandbox(

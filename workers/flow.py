@@ -47,7 +47,7 @@ from workers.partner.responses import (
     Unauthorized,
 )
 from workers.ratelimit import AsyncRateLimiter
-from workers.state.store import AsyncBatchStore, LedgerEntry, RowRecord
+from workers.state import AsyncBatchStore, LedgerEntry, RowRecord
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ import structlog
 
 from pipeline.core.followup import CustomerStatus
 from workers.partner.responses import Status
-from workers.state.store import BatchStore, utc_now
+from workers.state import BatchStore, utc_now
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime

@@ -33,7 +33,7 @@ from types import TracebackType
 import redis
 import redis.asyncio
 
-from workers.state.store import Keys, ScriptBatcher
+from workers.state import Keys, ScriptBatcher
 
 BATCH_SPAN_MS = 50.0
 

@@ -28,7 +28,7 @@ from workers.flow import FlowPolicy
 from workers.partner.client import PartnerClient
 from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
-from workers.state.store import AsyncBatchStore, BatchStore
+from workers.state import AsyncBatchStore, BatchStore
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workers.state.store import BatchStore
+    from workers.state import BatchStore
 
 _READ = 1 << 20
 

@@ -35,7 +35,7 @@ from pipeline.reports.writer import (
 )
 
 if TYPE_CHECKING:
-    from workers.state.store import BatchStore, RowRecord
+    from workers.state import BatchStore, RowRecord
 
 PENDING = "pending"
 XLSX_MAX_ROWS = 100_000

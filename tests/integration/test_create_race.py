@@ -33,7 +33,7 @@ from workers.partner.client import PartnerClient
 from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
 from workers.runtime import RuntimeHolder
-from workers.state.store import AsyncBatchStore, BatchStore
+from workers.state import AsyncBatchStore, BatchStore
 from workers.tasks import chunk_message, handle_chunk
 
 T = TypeVar("T")

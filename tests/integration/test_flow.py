@@ -26,7 +26,7 @@ from workers.flow import FlowPolicy, RowTask, backoff_delay, process_row
 from workers.partner.client import PartnerClient
 from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
-from workers.state.store import AsyncBatchStore, BatchStore, LedgerEntry
+from workers.state import AsyncBatchStore, BatchStore, LedgerEntry
 
 T = TypeVar("T")
 POLICY = FlowPolicy(

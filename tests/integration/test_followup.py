@@ -26,7 +26,7 @@ from pipeline.commands.report import report_batch
 from pipeline.core.followup import FOLLOW_UP_COLUMNS, CustomerStatus
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 
 KYC_PENDING_ROW, AML_ROW, PLAIN_ROW = 34, 35, 2
 

@@ -17,7 +17,7 @@ from support import ONBOARD, generated_input, onboard_env, onboard_worker, wait_
 
 from pipeline.batch.nightly import file_sha256, find_unfinished
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 
 ROWS = 1500
 

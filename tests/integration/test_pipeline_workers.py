@@ -26,7 +26,7 @@ from pipeline.commands.report import report_batch
 from pipeline.commands.submit import submit
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 from workers.tasks import make_worker_app
 
 # Short partner timeouts: a killed worker's in-flight calls must not hold the test up.

@@ -32,7 +32,7 @@ from pipeline.commands.setup import open_pipeline
 from pipeline.commands.submit import submit
 from pipeline.core.settings import Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import UNACKED_KEY, BatchStore
+from workers.state import UNACKED_KEY, BatchStore
 
 ROWS = 60
 PER_MESSAGE = 10

@@ -30,7 +30,7 @@ from pipeline.commands.run import run_file
 from pipeline.core.errors import UserError
 from pipeline.core.settings import SAMPLE_DATA, Settings
 from sandbox.testing import SandboxHandle, run_sandbox
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 
 FAILED_ROWS = {23, 29}  # lookup_internal_error, create_502: fail on every try
 BAD_DATE_ROW = 38

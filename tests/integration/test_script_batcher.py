@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-from workers.state.store import ScriptBatcher
+from workers.state import ScriptBatcher
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL_ON_BOOM = "if ARGV[1] == 'boom' then return redis.error_reply('boom') end return ARGV[1]"

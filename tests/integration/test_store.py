@@ -6,13 +6,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 import redis
 import redis.asyncio
 
 from pipeline.core.outcomes import Outcome, RowError, RowResult
-from workers.state.store import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
+from workers.state import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
 
 TTL = 3600
 EID = ("4", "784198090000005")
@@ -269,7 +270,7 @@ def test_finish_row_settles_customer_counts_calls_and_records_once(
         aclient = redis.asyncio.Redis.from_url(redis_url)
         astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
         try:
-            assert await astore.begin_create(*EID, "w1", "b", 60)
+            assert await astore.claim_create(*EID, "w1", 1, "", 60) == (1, "")
             done = RowResult(2, Outcome.ONBOARDED, "77", attempts=2)
             first = await astore.finish_row(
                 "b", done, customer=EID, owner="w1",
@@ -295,22 +296,70 @@ def test_finish_row_settles_customer_counts_calls_and_records_once(
     assert rec3 is None and led3 is None
 
 
-def test_begin_create_sets_the_marker_only_with_the_claim(
-    store: BatchStore, redis_url: str
+def test_claim_create_is_fenced_and_sets_the_marker_with_the_claim(
+    store: BatchStore, client: redis.Redis, redis_url: str
 ) -> None:
-    """Taking the claim marks "create sent"; failing to take it changes nothing."""
+    """The fenced create claim, as the flow relies on it. It is taken only when no claim is
+    held (not even by the caller), the customer is not in the ledger, and "create sent" is
+    absent, the marker the caller acknowledged, or one of the caller's own attempts
+    (``owner/n``, the owner matched by its full name); then the claim (claim TTL) and the
+    marker ``owner/attempt`` (state TTL) are set together: ``(1, "")``. Otherwise nothing is
+    written: ``(0, "")`` a claim is held, ``(3, ledger JSON)`` the customer was finished
+    meanwhile, ``(2, marker)`` another owner's attempt must be looked up again first."""
+    who = {name: ("4", f"78419809{n:07d}") for n, name in enumerate(
+        ("free", "held", "mine", "done", "fenced", "newer", "own", "prefix"))}
+    entry = LedgerEntry(Outcome.ONBOARDED, "77", "b")
 
-    async def scenario() -> tuple[bool, bool]:
+    def marker(name: str) -> bytes | None:
+        return cast(bytes | None, client.get(store.keys.create_sent(*who[name])))
+
+    def set_marker(name: str, value: str) -> None:
+        client.set(store.keys.create_sent(*who[name]), value)
+
+    store.claim(*who["held"], "w2", 60)
+    set_marker("held", "w2/1")
+    store.claim(*who["mine"], "w1", 60)
+    set_marker("mine", "w1/1")
+    store.ledger_put(*who["done"], entry)
+    set_marker("fenced", "w2/1")
+    set_marker("newer", "w3/1")
+    set_marker("own", "w1/1")
+    set_marker("prefix", "w1/1")
+
+    async def scenario() -> dict[str, tuple[int, str]]:
         aclient = redis.asyncio.Redis.from_url(redis_url)
         astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
         try:
-            store.claim(*EID, "other", 60)
-            lost = await astore.begin_create(*EID, "w1", "b", 60)
-            no_marker = not await astore.create_sent(*EID)
-            return lost, no_marker
+            answers = {
+                name: await astore.claim_create(*who[name], "w1", 2, "", 60)
+                for name in ("free", "held", "mine", "done", "fenced", "own")
+            }
+            answers["newer"] = await astore.claim_create(*who["newer"], "w1", 1, "w2/1", 60)
+            answers["prefix"] = await astore.claim_create(*who["prefix"], "w", 1, "", 60)
+            assert marker("fenced") == b"w2/1" and store.claim_owner(*who["fenced"]) is None
+            answers["acknowledged"] = await astore.claim_create(
+                *who["fenced"], "w1", 1, "w2/1", 60
+            )
+            return answers
         finally:
             await aclient.aclose()
 
-    lost, no_marker = asyncio.run(scenario())
-    assert not lost and no_marker
-    assert store.claim_owner(*EID) == "other"
+    answers = asyncio.run(scenario())
+    assert answers == {
+        "free": (1, ""), "held": (0, ""), "mine": (0, ""), "done": (3, entry.to_json()),
+        "fenced": (2, "w2/1"), "newer": (2, "w3/1"), "own": (1, ""), "prefix": (2, "w1/1"),
+        "acknowledged": (1, ""),
+    }
+    # Claimed: claim and marker written together, each with its own TTL.
+    for name, attempt in (("free", b"w1/2"), ("own", b"w1/2"), ("fenced", b"w1/1")):
+        assert store.claim_owner(*who[name]) == "w1"
+        assert marker(name) == attempt
+        assert 0 < client.ttl(store.keys.claim(*who[name])) <= 60
+        assert 60 < client.ttl(store.keys.create_sent(*who[name])) <= TTL
+    # Not claimed: claim, marker and ledger exactly as they were.
+    assert (store.claim_owner(*who["held"]), marker("held")) == ("w2", b"w2/1")
+    assert (store.claim_owner(*who["mine"]), marker("mine")) == ("w1", b"w1/1")
+    assert (store.claim_owner(*who["done"]), marker("done")) == (None, None)
+    assert store.ledger_get(*who["done"]) == entry
+    assert (store.claim_owner(*who["newer"]), marker("newer")) == (None, b"w3/1")
+    assert (store.claim_owner(*who["prefix"]), marker("prefix")) == (None, b"w1/1")

@@ -22,7 +22,7 @@ import redis
 from keyspace import IsolatedRedis
 
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
-from workers.state.store import BatchStore
+from workers.state import BatchStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = ROOT / "sample_data" / "customers.csv"

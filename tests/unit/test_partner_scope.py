@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.core.settings import PartnerSettings
-from workers.state.store import Keys
+from workers.state import Keys
 
 
 def test_scope_differs_by_host_and_client() -> None:

@@ -1,10 +1,11 @@
-"""Setup the integration tests share: the sandbox's scenario ID numbers and a valid onboarding
-body, the ``onboard`` executable, the sandbox's credentials as settings or as a subprocess
-environment, a private keyspace on the test Redis, ``onboard
-worker`` subprocesses, polling with a deadline, generated inputs and report reading.
+"""Setup the tests share: the sandbox's scenario ID numbers and a valid onboarding body, the
+``onboard`` executable, the sandbox's credentials as settings or as a subprocess environment,
+a private keyspace on the test Redis, ``onboard worker`` subprocesses, polling with a deadline
+(:func:`poll_until`), generated inputs and report reading.
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
-fixtures built on it live in ``tests/integration/conftest.py``.
+fixtures built on it live in ``tests/integration/conftest.py``. Test modules never import
+each other: whatever two of them share lives here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -32,6 +33,8 @@ from sandbox.testing import partner_env, sandbox_partner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
+
+T = TypeVar("T")
 
 ONBOARD = str(Path(sys.executable).parent / "onboard")
 
@@ -129,14 +132,27 @@ def onboard_worker(
                     proc.wait()
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``condition`` every ``interval`` seconds until true; fail naming ``what`` after
-    ``timeout`` seconds."""
+def poll_until(
+    predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.05
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and
+    return that value; after ``timeout`` seconds fail with an AssertionError naming ``what``
+    and the last value seen.
+
+    The one way the tests wait for something to happen: no sleep stands in for it. The
+    predicate is always called at least once, and once more when the deadline has passed.
+    From async code, run it in a thread (``await asyncio.to_thread(poll_until, ...)``) so the
+    event loop keeps running the work being waited for.
+    """
     deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what}; last value: {value!r}"
+            )
         time.sleep(interval)
 
 

@@ -1,7 +1,8 @@
 """Setup the tests share: the sandbox's scenario ID numbers and a valid onboarding body, the
 ``onboard`` executable, the sandbox's credentials as settings or as a subprocess environment,
 a private keyspace on the test Redis, ``onboard worker`` subprocesses, polling with a deadline
-(:func:`poll_until`), generated inputs and report reading.
+(:func:`poll_until`), generated inputs and report reading; for the rules tests, a valid base
+row and a validator with a fixed "today".
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
 fixtures built on it live in ``tests/integration/conftest.py``. Test modules never import
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import shutil
 import signal
@@ -20,12 +22,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
 
-from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings
+from pipeline.core.masterdata import MasterData, load_master_data
+from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings, ValidationSettings
+from pipeline.rules.validation import Validator
 
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body
@@ -174,3 +179,52 @@ def read_report(path: Path) -> list[dict[str, str]]:
     """A report CSV's rows as dicts (BOM skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+# -- the local rules ------------------------------------------------------------------------
+
+# The validation tests' "today": ages and expiry dates count from here.
+VALIDATION_TODAY = date(2026, 6, 15)
+
+# One valid row; each validation case mutates it and names the codes it expects.
+BASE_ROW: dict[str, str] = {
+    "channel": "BULK",
+    "agent_location_id": "AGT-001",
+    "first_name": "Amal",
+    "last_name": "Haddad",
+    "nationality": "AE",
+    "date_of_birth": "1980-05-01",
+    "country_of_birth": "AE",
+    "country_of_residence": "AE",
+    "gender": "F",
+    "primary_mobile_number": "+971501234567",
+    "email_id": "amal.haddad@example.com",
+    "occupation_id": "1",
+    "political_exposed_person": "N",
+    "id_type": "4",
+    "id_number": "784198090000005",
+    "id_issued_country": "AE",
+    "id_issued_on": "2020-01-01",
+    "id_date_of_expiry": "2030-01-01",
+    "address_type_id": "1",
+    "address_city": "Dubai",
+    "address_country": "AE",
+}
+
+
+@functools.cache
+def sample_master_data() -> MasterData:
+    """The sample master data, loaded once."""
+    return load_master_data(SAMPLE_DATA / "master_data")
+
+
+def make_validator(tmp: Path | None = None, **settings: object) -> Validator:
+    """A validator on the sample master data with ``settings`` (ValidationSettings fields),
+    today fixed at :data:`VALIDATION_TODAY`, document paths relative to ``tmp`` (else the
+    working directory)."""
+    return Validator(
+        sample_master_data(),
+        ValidationSettings(**settings),  # type: ignore[arg-type]
+        base_dir=tmp or Path.cwd(),
+        today=VALIDATION_TODAY,
+    )

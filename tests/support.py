@@ -1,8 +1,8 @@
 """Setup the tests share: the sandbox's scenario ID numbers and a valid onboarding body, the
 ``onboard`` executable, the sandbox's credentials as settings or as a subprocess environment,
-a private keyspace on the test Redis, ``onboard worker`` subprocesses, polling with a deadline
-(:func:`poll_until`), generated inputs and report reading; for the rules tests, a valid base
-row and a validator with a fixed "today".
+a private keyspace on the test Redis, ``onboard worker`` subprocesses and settings with one
+running, polling with a deadline (:func:`poll_until`), generated inputs, report reading, and
+for the rules tests a valid base row and a validator with a fixed "today".
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
 fixtures built on it live in ``tests/integration/conftest.py``. Test modules never import
@@ -28,13 +28,14 @@ from typing import Any, TypeVar
 
 import redis
 
+from pipeline.commands.run import run_file
 from pipeline.core.masterdata import MasterData, load_master_data
 from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings, ValidationSettings
 from pipeline.rules.validation import Validator
+from sandbox.testing import SandboxHandle, partner_env, sandbox_partner
 
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body
-from sandbox.testing import partner_env, sandbox_partner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
@@ -179,6 +180,46 @@ def read_report(path: Path) -> list[dict[str, str]]:
     """A report CSV's rows as dicts (BOM skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def by_row(path: Path) -> dict[int, dict[str, str]]:
+    """A report CSV's rows keyed by row number."""
+    return {int(r["row_number"]): r for r in read_report(path)}
+
+
+# -- a batch run through an ``onboard worker`` subprocess, then reworked ---------------------
+
+# Pipeline knobs of the rerun and follow-up tests: small messages, few and quick retries,
+# a rate that never holds them up.
+WORKER_PIPELINE: dict[str, Any] = {
+    "rows_per_message": 7, "max_attempts": 3, "backoff_base_seconds": 0.02,
+    "backoff_max_seconds": 0.1, "rate_limit_per_second": 1000,
+}
+
+
+@contextlib.contextmanager
+def settings_with_worker(
+    redis_base_url: str, sandbox: SandboxHandle, tmp: Path
+) -> Iterator[Settings]:
+    """Reset ``sandbox``; settings (:data:`WORKER_PIPELINE`, state dir ``tmp/state``) on a
+    fresh key prefix (also the queue) of database 13, with an ``onboard worker`` subprocess
+    (concurrency 4, logging to ``tmp/worker.log``) consuming that queue while they are used."""
+    sandbox.reset()
+    with private_keyspace(redis_base_url, 13, "r") as (url, prefix):
+        env = onboard_env(url, prefix, sandbox.base_url, **WORKER_PIPELINE)
+        with onboard_worker(env, tmp / "worker.log", concurrency=4):
+            yield sandbox_settings(
+                url, prefix, sandbox.base_url, state_dir=tmp / "state", **WORKER_PIPELINE
+            )
+
+
+def run_to_end(
+    settings: Settings, source: Path, out: Path
+) -> tuple[str, dict[int, dict[str, str]]]:
+    """Run ``source`` to the end on a worker already running; its batch id and report rows."""
+    result = run_file(source, out_dir=out, settings=settings, worker=False, timeout=90)
+    assert result.batch_id is not None and result.error is None, result.error
+    return result.batch_id, by_row(out / result.batch_id / "report.csv")
 
 
 # -- the local rules ------------------------------------------------------------------------

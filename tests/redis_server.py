@@ -12,11 +12,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from polling import poll_until
 
 
 def _answers(url: str) -> bool:
@@ -59,11 +59,12 @@ def private_redis() -> Iterator[str]:
     )
     url = f"redis://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
-        while not _answers(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
+        def answers() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError("private redis-server did not start")
-            time.sleep(0.02)
+            return _answers(url)
+
+        poll_until(answers, 10, "the private redis-server to answer", interval=0.02)
         yield url
     finally:
         proc.terminate()

@@ -1,37 +1,44 @@
-"""Setup the integration tests share: the sandbox's scenario ID numbers and a valid onboarding
-body, the ``onboard`` executable, the sandbox's credentials as settings or as a subprocess
-environment, a private keyspace on the test Redis, ``onboard
-worker`` subprocesses, polling with a deadline, generated inputs and report reading.
+"""Setup the tests share: the sandbox's scenario ID numbers and a valid onboarding body, the
+``onboard`` executable, the sandbox's credentials as settings or as a subprocess environment,
+a private keyspace on the test Redis, ``onboard worker`` subprocesses and settings with one
+running, polling with a deadline (:func:`poll_until`), generated inputs, report reading, and
+for the rules tests a valid base row and a validator with a fixed "today".
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
-fixtures built on it live in ``tests/integration/conftest.py``.
+fixtures built on it live in ``tests/integration/conftest.py``. Test modules never import
+each other: whatever two of them share lives here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings
+from pipeline.commands.run import run_file
+from pipeline.core.masterdata import MasterData, load_master_data
+from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings, ValidationSettings
+from pipeline.rules.validation import Validator
+from sandbox.testing import SandboxHandle, partner_env, sandbox_partner
 
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body
-from sandbox.testing import partner_env, sandbox_partner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
+from polling import poll_until as poll_until
 
 ONBOARD = str(Path(sys.executable).parent / "onboard")
 
@@ -129,17 +136,6 @@ def onboard_worker(
                     proc.wait()
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``condition`` every ``interval`` seconds until true; fail naming ``what`` after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-
-
 def generated_input(path: Path, rows: int, seed: int) -> Path:
     """Write ``rows`` valid generated customers to ``path``."""
     make_customers.write_csv(make_customers.generate(rows, 0.0, seed=seed), path)
@@ -158,3 +154,92 @@ def read_report(path: Path) -> list[dict[str, str]]:
     """A report CSV's rows as dicts (BOM skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def by_row(path: Path) -> dict[int, dict[str, str]]:
+    """A report CSV's rows keyed by row number."""
+    return {int(r["row_number"]): r for r in read_report(path)}
+
+
+# -- a batch run through an ``onboard worker`` subprocess, then reworked ---------------------
+
+# Pipeline knobs of the rerun and follow-up tests: small messages, few and quick retries,
+# a rate that never holds them up.
+WORKER_PIPELINE: dict[str, Any] = {
+    "rows_per_message": 7, "max_attempts": 3, "backoff_base_seconds": 0.02,
+    "backoff_max_seconds": 0.1, "rate_limit_per_second": 1000,
+}
+
+
+@contextlib.contextmanager
+def settings_with_worker(
+    redis_base_url: str, sandbox: SandboxHandle, tmp: Path
+) -> Iterator[Settings]:
+    """Reset ``sandbox``; settings (:data:`WORKER_PIPELINE`, state dir ``tmp/state``) on a
+    fresh key prefix (also the queue) of database 13, with an ``onboard worker`` subprocess
+    (concurrency 4, logging to ``tmp/worker.log``) consuming that queue while they are used."""
+    sandbox.reset()
+    with private_keyspace(redis_base_url, 13, "r") as (url, prefix):
+        env = onboard_env(url, prefix, sandbox.base_url, **WORKER_PIPELINE)
+        with onboard_worker(env, tmp / "worker.log", concurrency=4):
+            yield sandbox_settings(
+                url, prefix, sandbox.base_url, state_dir=tmp / "state", **WORKER_PIPELINE
+            )
+
+
+def run_to_end(
+    settings: Settings, source: Path, out: Path
+) -> tuple[str, dict[int, dict[str, str]]]:
+    """Run ``source`` to the end on a worker already running; its batch id and report rows."""
+    result = run_file(source, out_dir=out, settings=settings, worker=False, timeout=90)
+    assert result.batch_id is not None and result.error is None, result.error
+    return result.batch_id, by_row(out / result.batch_id / "report.csv")
+
+
+# -- the local rules ------------------------------------------------------------------------
+
+# The validation tests' "today": ages and expiry dates count from here.
+VALIDATION_TODAY = date(2026, 6, 15)
+
+# One valid row; each validation case mutates it and names the codes it expects.
+BASE_ROW: dict[str, str] = {
+    "channel": "BULK",
+    "agent_location_id": "AGT-001",
+    "first_name": "Amal",
+    "last_name": "Haddad",
+    "nationality": "AE",
+    "date_of_birth": "1980-05-01",
+    "country_of_birth": "AE",
+    "country_of_residence": "AE",
+    "gender": "F",
+    "primary_mobile_number": "+971501234567",
+    "email_id": "amal.haddad@example.com",
+    "occupation_id": "1",
+    "political_exposed_person": "N",
+    "id_type": "4",
+    "id_number": "784198090000005",
+    "id_issued_country": "AE",
+    "id_issued_on": "2020-01-01",
+    "id_date_of_expiry": "2030-01-01",
+    "address_type_id": "1",
+    "address_city": "Dubai",
+    "address_country": "AE",
+}
+
+
+@functools.cache
+def sample_master_data() -> MasterData:
+    """The sample master data, loaded once."""
+    return load_master_data(SAMPLE_DATA / "master_data")
+
+
+def make_validator(tmp: Path | None = None, **settings: object) -> Validator:
+    """A validator on the sample master data with ``settings`` (ValidationSettings fields),
+    today fixed at :data:`VALIDATION_TODAY`, document paths relative to ``tmp`` (else the
+    working directory)."""
+    return Validator(
+        sample_master_data(),
+        ValidationSettings(**settings),  # type: ignore[arg-type]
+        base_dir=tmp or Path.cwd(),
+        today=VALIDATION_TODAY,
+    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio
 from keyspace import IsolatedRedis
+from support import poll_until
 
 from pipeline.core.outcomes import Outcome
 from pipeline.core.settings import PartnerSettings, PipelineSettings, Settings
@@ -72,23 +72,6 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     return sandbox_server
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not await condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after the deadline."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def run_flow(
     sandbox: Sandbox, where: IsolatedRedis, partner: PartnerSettings,
     work: Callable[[PartnerClient, AsyncBatchStore], Awaitable[T]],
@@ -125,9 +108,6 @@ def test_create_timed_out_but_still_running_at_the_partner_is_not_sent_again(
         claim_ttl_seconds=4, claim_poll_seconds=0.05,
     )
 
-    async def stats() -> dict[str, Any]:
-        return await asyncio.to_thread(sandbox.stats)
-
     async def work(client: PartnerClient, store: AsyncBatchStore) -> Any:
         # One partner call per second: the lookup goes out at once, the create a second
         # later, which leaves time to make the partner slow in between.
@@ -135,17 +115,20 @@ def test_create_timed_out_but_still_running_at_the_partner_is_not_sent_again(
         row = RowTask("b", 2, "4", fresh, body(fresh))
         running = asyncio.create_task(process_row(row, client, store, limiter, policy=policy))
 
-        async def looked_up() -> bool:
-            return sum((await stats())["calls"]["lookup"].values()) >= 1
+        def looked_up() -> bool:
+            return sum(sandbox.stats()["calls"]["lookup"].values()) >= 1
 
-        await until(looked_up, "the first lookup")
+        # Polled in a thread: the event loop must go on running the row meanwhile.
+        await asyncio.to_thread(poll_until, looked_up, DEADLINE, "the first lookup",
+                                interval=0.01)
         # The create will take 2.5 s at the partner, far past the client's 0.5 s.
         await asyncio.to_thread(sandbox.configure, latency_ms=2500)
 
-        async def create_at_partner() -> bool:
-            return int((await stats())["in_flight"]) >= 1
+        def create_at_partner() -> bool:
+            return int(sandbox.stats()["in_flight"]) >= 1
 
-        await until(create_at_partner, "the create to reach the partner")
+        await asyncio.to_thread(poll_until, create_at_partner, DEADLINE,
+                                "the create to reach the partner", interval=0.01)
         # From now on the partner answers at once: the retry's lookup comes back before the
         # first create has landed, and says "not found".
         await asyncio.to_thread(sandbox.configure, latency_ms=0)
@@ -154,7 +137,10 @@ def test_create_timed_out_but_still_running_at_the_partner_is_not_sent_again(
     partner = partner_settings(sandbox, read_timeout=0.5)
     result = run_flow(sandbox, isolated_redis, partner, work)
     # The first create lands whenever the partner is done with it, maybe after the row.
-    wait_for(lambda: sandbox.stats()["in_flight"] == 0, "the partner to finish every call")
+    poll_until(
+        lambda: sandbox.stats()["in_flight"] == 0, DEADLINE, "the partner to finish every call",
+        interval=0.02,
+    )
     after = sandbox.stats()
     assert after["duplicate_creates"] == 0
     assert after["creates"] == 1
@@ -209,7 +195,10 @@ def test_same_chunk_delivered_to_two_workers_at_once_creates_each_customer_once(
         for holder in holders:
             holder.close()
     assert errors == []
-    wait_for(lambda: sandbox.stats()["in_flight"] == 0, "the partner to finish every call")
+    poll_until(
+        lambda: sandbox.stats()["in_flight"] == 0, DEADLINE, "the partner to finish every call",
+        interval=0.02,
+    )
     stats = sandbox.stats()
     assert stats["duplicate_creates"] == 0
     assert stats["faults"].get("fault_502_after_commit", 0) > 0, "lost answers did happen"
@@ -248,7 +237,10 @@ def test_marker_of_a_dead_attempt_and_two_copies_of_the_row_end_with_one_create(
         )
 
     results = run_flow(sandbox, isolated_redis, partner_settings(sandbox), work)
-    wait_for(lambda: sandbox.stats()["in_flight"] == 0, "the partner to finish every call")
+    poll_until(
+        lambda: sandbox.stats()["in_flight"] == 0, DEADLINE, "the partner to finish every call",
+        interval=0.02,
+    )
     stats = sandbox.stats()
     assert stats["creates"] == 1 and stats["duplicate_creates"] == 0
     assert {r.outcome for r in results} <= {Outcome.ONBOARDED, Outcome.ALREADY_EXISTS}

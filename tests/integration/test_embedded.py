@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import redis
 from kombu import Connection
+from support import poll_until
 
 from pipeline.core.settings import Settings
 from workers.app import make_app
@@ -108,10 +108,10 @@ def test_in_process_worker_really_consumes_tasks() -> None:
         client = redis.Redis.from_url(url)
         with in_process_worker(app, concurrency=2):
             write.delay("probe-key")
-            deadline = time.monotonic() + 10
-            while client.get("probe-key") is None:
-                assert time.monotonic() < deadline, "task never ran"
-                time.sleep(0.02)
+            poll_until(
+                lambda: client.get("probe-key") is not None, 10, "the task to run",
+                interval=0.02,
+            )
         # Stopped: a task sent now stays on the queue.
         write.delay("after-stop")
         assert client.llen("onboard") == 1

@@ -2,33 +2,41 @@
 subprocess and the sandbox; the rows left KYC PENDING / AML Under Investigation are kept,
 the status GET is called for those only, and the report gains the latest two statuses."""
 
-# The worker and sandbox fixtures are shared with test_rerun by import (``sample`` comes
-# from tests/integration/conftest.py); pytest passes them by name, which ruff
-# reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
-from support import ONBOARD
-from test_rerun import (  # noqa: F401  (fixtures used by name)
-    by_row,
-    first_run,
-    sandbox,
-    settings,
-)
+from support import ONBOARD, by_row, run_to_end, settings_with_worker
 
 from pipeline.commands.follow_up import follow_up_batch
 from pipeline.commands.report import report_batch
 from pipeline.core.followup import FOLLOW_UP_COLUMNS, CustomerStatus
 from pipeline.core.settings import Settings
-from sandbox.testing import SandboxHandle
+from sandbox.testing import SandboxHandle, run_sandbox
 from workers.state import BatchStore
 
 KYC_PENDING_ROW, AML_ROW, PLAIN_ROW = 34, 35, 2
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxHandle]:
+    """One sandbox for the module (short 'slow' wait); reset before each test."""
+    with run_sandbox(slow_ms=100) as handle:
+        yield handle
+
+
+@pytest.fixture()
+def settings(
+    redis_base_url: str, sandbox: SandboxHandle, tmp_path: Path
+) -> Iterator[Settings]:
+    """Settings on a fresh key prefix (also the queue) of database 13, an ``onboard worker``
+    subprocess consuming that queue, and the reset sandbox."""
+    with settings_with_worker(redis_base_url, sandbox, tmp_path) as settings:
+        yield settings
 
 
 def status_calls(sandbox: SandboxHandle) -> int:
@@ -44,7 +52,7 @@ def test_follow_up_asks_only_open_rows_and_records_the_latest_statuses(
     is replaced, a row that became final is not asked again), exits 1 while rows stay open,
     and the merged report carries the columns too."""
     out = tmp_path / "reports"
-    parent, first = first_run(settings, sample, out)
+    parent, first = run_to_end(settings, sample, out)
     client = redis.Redis.from_url(str(settings.redis_url))
     store = BatchStore(client, prefix=settings.pipeline.key_prefix)
     key = store.keys.statuses(parent)

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import redis
-from support import ONBOARD, generated_input, onboard_env, onboard_worker, wait_for
+from support import ONBOARD, generated_input, onboard_env, onboard_worker, poll_until
 
 from pipeline.batch.nightly import file_sha256, find_unfinished
 from sandbox.testing import SandboxHandle, run_sandbox
@@ -67,7 +67,7 @@ def test_killed_submit_resumes_and_enqueues_each_row_once(
                     client.hget(store.keys.meta(ids[0]), "messages_enqueued") or 0
                 ) >= 100
             # Polled often: the kill must land while the submit is still enqueuing.
-            wait_for(sending, 60, "the first submit to be enqueuing", interval=0.002)
+            poll_until(sending, 60, "the first submit to be enqueuing", interval=0.002)
             first.send_signal(signal.SIGKILL)
         finally:
             first.wait()
@@ -93,7 +93,7 @@ def test_killed_submit_resumes_and_enqueues_each_row_once(
         assert find_unfinished(store, source, file_sha256(source)) is None
 
         with onboard_worker(env, tmp_path / "worker.log", concurrency=4):
-            wait_for(lambda: store.is_complete(batch_id), 240, "the batch to complete")
+            poll_until(lambda: store.is_complete(batch_id), 240, "the batch to complete")
         counts = store.counts(batch_id)
         assert counts[next(o for o in counts if o.value == "onboarded")] == ROWS
         assert client.hlen(store.keys.rows(batch_id)) == ROWS

@@ -15,9 +15,9 @@ from support import (
     generated_input,
     onboard_env,
     onboard_worker,
+    poll_until,
     read_report,
     sandbox_settings,
-    wait_for,
 )
 
 from pipeline.batch.recover import StallWatch, recover_batch
@@ -74,7 +74,7 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
         client = redis.Redis.from_url(pipeline_redis[0])
         store = BatchStore(client, prefix=pipeline_redis[1])
         with onboard_worker(env, tmp_path / "first.log") as first:
-            wait_for(lambda: store.done_count(batch_id) >= 60, 45, "the first worker's rows")
+            poll_until(lambda: store.done_count(batch_id) >= 60, 45, "the first worker's rows")
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         assert store.done_count(batch_id) < rows, "killed too late to test anything"
@@ -93,7 +93,7 @@ def test_sigkilled_worker_is_replaced_and_every_row_ends_once(
             return store.is_complete(batch_id)
 
         with onboard_worker(env, tmp_path / "second.log"):
-            wait_for(complete, 90, "the batch to complete")
+            poll_until(complete, 90, "the batch to complete")
         stats = sandbox.stats()
         deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
         client.close()
@@ -181,7 +181,7 @@ def test_two_workers_keep_the_global_rate_limit(
             onboard_worker(env, logs[0]), onboard_worker(env, logs[1]),
             CallSampler(sandbox) as sampler,
         ):
-            wait_for(lambda: store.is_complete(batch_id), 90, "the batch to complete")
+            poll_until(lambda: store.is_complete(batch_id), 90, "the batch to complete")
         client.close()
         stats = sandbox.stats()
 
@@ -217,7 +217,7 @@ def test_poison_chunk_rows_fail_with_code_poison(
         app = make_worker_app(settings)
         try:
             with in_process_worker(app, pool="threads", concurrency=2):
-                wait_for(lambda: store.is_complete(batch_id), 30, "the batch to complete")
+                poll_until(lambda: store.is_complete(batch_id), 30, "the batch to complete")
         finally:
             close_runtime(app)
         client.close()

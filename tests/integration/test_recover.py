@@ -18,9 +18,9 @@ from support import (
     generated_input,
     onboard_env,
     onboard_worker,
+    poll_until,
     read_report,
     sandbox_settings,
-    wait_for,
 )
 
 from pipeline.batch.follow import follow_and_report
@@ -86,7 +86,7 @@ def test_recover_command_resends_only_rows_without_outcome(
         client.ltrim(prefix, 0, 2)  # three of the six messages are lost
         store = BatchStore(client, prefix=prefix)
         with onboard_worker(env, tmp_path / "worker.log"):
-            wait_for(
+            poll_until(
                 lambda: store.done_count(batch_id) == ROWS // 2 and store.queue_idle(prefix),
                 30, "the surviving messages' rows",
             )
@@ -94,7 +94,7 @@ def test_recover_command_resends_only_rows_without_outcome(
             done = recover_cli(env, batch_id)
             assert done.returncode == 0, done.stderr
             assert f"{ROWS // 2:,} rows with no outcome re-enqueued" in done.stdout
-            wait_for(lambda: store.is_complete(batch_id), 30, "the batch to complete")
+            poll_until(lambda: store.is_complete(batch_id), 30, "the batch to complete")
         again = recover_cli(env, batch_id)
         assert again.returncode == 0, again.stderr
         assert "0 rows with no outcome re-enqueued" in again.stdout
@@ -178,7 +178,7 @@ def test_recovery_of_a_rerun_batch_sends_only_its_own_rows(
             assert client.delete(prefix) == 1
             assert recover_batch(queue, batch_id) == len(select)
             env.start_worker(2)
-            wait_for(lambda: env.store.is_complete(batch_id), 30, "the rerun batch to complete")
+            poll_until(lambda: env.store.is_complete(batch_id), 30, "the rerun batch to complete")
             recorded = sorted(int(k) for k in client.hkeys(env.store.keys.rows(batch_id)))
         assert recorded == sorted(select)
         stats = sandbox.stats()

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import (
-    ONBOARD,
-    onboard_env,
-    onboard_worker,
-    private_keyspace,
-    read_report,
-    sandbox_settings,
-)
+from support import ONBOARD, by_row, read_report, run_to_end, settings_with_worker
 
 from pipeline.batch.rerun import parse_outcomes
 from pipeline.commands.report import report_batch
 from pipeline.commands.rerun import rerun
-from pipeline.commands.run import run_file
 from pipeline.core.errors import UserError
 from pipeline.core.settings import SAMPLE_DATA, Settings
 from sandbox.testing import SandboxHandle, run_sandbox
@@ -34,12 +26,6 @@ from workers.state import BatchStore
 
 FAILED_ROWS = {23, 29}  # lookup_internal_error, create_502: fail on every try
 BAD_DATE_ROW = 38
-
-
-PIPELINE = {
-    "rows_per_message": 7, "max_attempts": 3, "backoff_base_seconds": 0.02,
-    "backoff_max_seconds": 0.1, "rate_limit_per_second": 1000,
-}
 
 
 @pytest.fixture(scope="module")
@@ -55,31 +41,14 @@ def settings(
 ) -> Iterator[Settings]:
     """Settings on a fresh key prefix (also the queue) of database 13, an ``onboard worker``
     subprocess consuming that queue, and the reset sandbox."""
-    sandbox.reset()
-    with private_keyspace(redis_base_url, 13, "r") as (url, prefix):
-        env = onboard_env(url, prefix, sandbox.base_url, **PIPELINE)
-        with onboard_worker(env, tmp_path / "worker.log", concurrency=4):
-            yield sandbox_settings(
-                url, prefix, sandbox.base_url, state_dir=tmp_path / "state", **PIPELINE
-            )
-
-
-def by_row(path: Path) -> dict[int, dict[str, str]]:
-    """A report CSV's rows keyed by row number."""
-    return {int(r["row_number"]): r for r in read_report(path)}
+    with settings_with_worker(redis_base_url, sandbox, tmp_path) as settings:
+        yield settings
 
 
 def business_calls(sandbox: SandboxHandle) -> int:
     """Lookup and onboarding calls the sandbox has answered so far."""
     calls = sandbox.stats()["calls"]
     return sum(calls["lookup"].values()) + sum(calls["onboard"].values())
-
-
-def first_run(settings: Settings, sample: Path, out: Path) -> tuple[str, dict[int, dict[str, str]]]:
-    """Run the sample file to the end; its batch id and report rows."""
-    result = run_file(sample, out_dir=out, settings=settings, worker=False, timeout=90)
-    assert result.batch_id is not None and result.error is None
-    return result.batch_id, by_row(out / result.batch_id / "report.csv")
 
 
 def test_rerun_of_failed_rows_sends_only_them_and_merges_back(
@@ -90,7 +59,7 @@ def test_rerun_of_failed_rows_sends_only_them_and_merges_back(
     attempts, and selecting done rows too costs nothing for them (the ledger answers). The
     merged report is the parent's with the latest outcome per row and attempts summed."""
     out = tmp_path / "reports"
-    parent, first = first_run(settings, sample, out)
+    parent, first = run_to_end(settings, sample, out)
     assert {n for n, r in first.items() if r["outcome"] == "failed"} == FAILED_ROWS
 
     before = business_calls(sandbox)
@@ -155,7 +124,7 @@ def test_edited_report_with_fixed_rows_onboards_them(
     ``--outcome invalid``: that row is onboarded, the others stay invalid, nothing else is sent,
     and the merged report of the parent shows the fixed row onboarded."""
     out = tmp_path / "reports"
-    parent, first = first_run(settings, sample, out)
+    parent, first = run_to_end(settings, sample, out)
     assert first[BAD_DATE_ROW]["outcome"] == "invalid"
     column = first[BAD_DATE_ROW]["error_field"]
     edited = out / parent / "report.csv"
@@ -203,7 +172,7 @@ def test_nothing_selected_and_unknown_source(
     id or a file that is not a report is a one-line error with exit code 2; a bad outcome
     name is refused naming the choices."""
     out = tmp_path / "reports"
-    parent, _ = first_run(settings, sample, out)
+    parent, _ = run_to_end(settings, sample, out)
     client = redis.Redis.from_url(str(settings.redis_url))
     store = BatchStore(client, prefix=settings.pipeline.key_prefix)
     known = set(store.recent_batches())

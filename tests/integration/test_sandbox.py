@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ from support import (
     NOT_SUBSCRIBED,
     SLOW,
     UPDATE_FAILURE,
+    poll_until,
 )
 
 from sandbox.testing import (
@@ -85,7 +85,7 @@ def sandbox(server: SandboxHandle) -> SandboxHandle:
     zeroed counters and no live tokens."""
     # A call an earlier test left hanging (slow ID, timeout fault) would otherwise finish
     # after the reset and be counted in this test's counters.
-    wait_for(lambda: server.stats()["in_flight"] == 0, timeout=40.0)
+    poll_until(lambda: server.stats()["in_flight"] == 0, 40.0, "earlier tests' calls to end")
     server.configure(**BASELINE)
     server.revoke_tokens()
     server.reset()
@@ -156,15 +156,6 @@ def lookup(http: httpx.Client, auth: dict[str, str], id_number: str) -> httpx.Re
 
 def onboard(http: httpx.Client, auth: dict[str, str], body: dict[str, Any]) -> httpx.Response:
     return http.post(ONBOARD_PATH, json=body, headers=auth)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail when the deadline passes first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.05)
 
 
 # -- tokens ---------------------------------------------------------------------------------
@@ -254,7 +245,10 @@ def test_expired_access_token_gets_gateway_401(sandbox: SandboxHandle, http: htt
     token = http.post(TOKEN_PATH, data=password_form()).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert lookup(http, headers, EXISTING).status_code == 200
-    wait_for(lambda: lookup(http, headers, EXISTING).status_code == 401)
+    poll_until(
+        lambda: lookup(http, headers, EXISTING).status_code == 401, 10.0,
+        "the access token to expire",
+    )
     body = lookup(http, headers, EXISTING).json()
     assert list(body) == ["timestamp", "status", "error", "path"]
     assert body["status"] == 401
@@ -272,7 +266,10 @@ def test_expired_refresh_token_gets_invalid_grant(
     headers = {"Authorization": f"Bearer {grant['access_token']}"}
     # Both tokens of a grant share the same expiry instant here, so the access token's 401
     # tells us the refresh token has expired too without spending it.
-    wait_for(lambda: lookup(http, headers, EXISTING).status_code == 401)
+    poll_until(
+        lambda: lookup(http, headers, EXISTING).status_code == 401, 10.0,
+        "the access token to expire",
+    )
     response = http.post(TOKEN_PATH, data=refresh_form(grant["refresh_token"]))
     assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
     assert http.post(TOKEN_PATH, data=password_form()).status_code == 200
@@ -765,7 +762,7 @@ def test_counters_track_concurrency_and_calls(sandbox: SandboxHandle, auth: dict
     """Concurrent calls raise peak_concurrency and peak_rps; calls are counted by endpoint
     and status; in_flight returns to zero."""
     # Calls left hanging by earlier tests (slow ID, timeout fault) must not count here.
-    wait_for(lambda: sandbox.stats()["in_flight"] == 0)
+    poll_until(lambda: sandbox.stats()["in_flight"] == 0, 10.0, "earlier tests' calls to end")
     sandbox.reset()
     sandbox.configure(latency_ms=300)
     workers = 6

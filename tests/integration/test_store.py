@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from typing import cast
 
 import pytest
 import redis
 import redis.asyncio
+from support import poll_until
 
 from pipeline.core.outcomes import Outcome, RowError, RowResult
 from workers.state import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
@@ -168,10 +168,7 @@ def test_claim_is_exclusive_released_only_by_its_owner(store: BatchStore) -> Non
 def test_claim_of_a_dead_worker_expires(store: BatchStore) -> None:
     """A claim nobody releases frees itself after its TTL."""
     assert store.claim(*EID, "dead", 1)
-    deadline = time.monotonic() + 5
-    while not store.claim(*EID, "w2", 60):
-        assert time.monotonic() < deadline, "claim never expired"
-        time.sleep(0.05)
+    poll_until(lambda: store.claim(*EID, "w2", 60), 5, "the dead worker's claim to expire")
     assert store.claim_owner(*EID) == "w2"
 
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 import structlog
 from pydantic import SecretStr
+from support import poll_until
 
 from pipeline.core.settings import PartnerSettings
 from workers.partner.token import TokenBroker, TokenError, TokenRecord
@@ -245,10 +246,9 @@ def test_waiter_without_a_usable_token_picks_up_the_renewed_one(rclient: redis.R
     got: list[str] = []
     waiter = threading.Thread(target=lambda: got.append(broker.get()))
     waiter.start()
-    deadline = time.monotonic() + 5
-    while broker.redis_reads < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert broker.redis_reads >= 3, "the waiter should be polling Redis"
+    poll_until(
+        lambda: broker.redis_reads >= 3, 5, "the waiter to be polling Redis", interval=0.005
+    )
     now = time.time()
     rclient.set("onboard:token", TokenRecord("from-elsewhere", now + 100, 100.0).to_json(),
                 px=100_000)

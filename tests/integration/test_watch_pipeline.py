@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 from keyspace import IsolatedRedis
+from support import poll_until
 
 from sandbox.testing import CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME, run_sandbox
 from workers.state import BatchStore
@@ -27,17 +26,6 @@ from workers.state import BatchStore
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = ROOT / "sample_data" / "customers.csv"
 DEADLINE = 90.0
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Wait for ``condition()`` to be truthy (polling, with a deadline); return its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture()
@@ -110,15 +98,16 @@ def test_watcher_killed_mid_batch_resumes_and_the_batch_completes_once(
     try:
         drop(folder, CUSTOMERS)
         sidecar = folder / "processing" / "customers.csv.batch"
-        batch_id = poll(
-            lambda: sidecar.exists() and json.loads(sidecar.read_text())["batch_id"], "sidecar"
+        batch_id = poll_until(
+            lambda: sidecar.exists() and json.loads(sidecar.read_text())["batch_id"], DEADLINE,
+            "sidecar",
         )
 
         def started() -> bool:
             state = store.batch_state(batch_id)
             return state is not None and state.done > 0
 
-        poll(started, "first rows done")
+        poll_until(started, DEADLINE, "first rows done")
         watcher.send_signal(signal.SIGKILL)
         watcher.wait(10)
         state = store.batch_state(batch_id)
@@ -128,14 +117,18 @@ def test_watcher_killed_mid_batch_resumes_and_the_batch_completes_once(
 
         watcher = onboard(["watch", str(folder)], env, log)
         report = folder / "outbox" / f"customers.{batch_id}.report.csv"
-        poll(lambda: (folder / "done" / "customers.csv").exists(), "the file in done/")
+        poll_until(
+            lambda: (folder / "done" / "customers.csv").exists(), DEADLINE, "the file in done/"
+        )
         # The same content again, and a file the pipeline cannot use: both end in failed/.
         broken = tmp_path / "broken.csv"
         broken.write_text("id_type,id_number\n4,784198090000005,extra\n")
         drop(folder, broken)
         drop(folder, CUSTOMERS)
         failed = folder / "failed"
-        poll(lambda: len(list(failed.glob("*.error.txt"))) == 2, "two files in failed/")
+        poll_until(
+            lambda: len(list(failed.glob("*.error.txt"))) == 2, DEADLINE, "two files in failed/"
+        )
     finally:
         stop(watcher)
         stop(worker)
@@ -213,11 +206,16 @@ def test_runner_continues_a_cut_short_enqueue_without_sending_a_message_twice(
             assert client.llen(prefix) == sent
             assert int(client.hget(meta, "messages_enqueued") or 0) == sent
             with in_process_worker(app, concurrency=2):
-                poll(lambda: store.batch_state(batch_id).complete,  # type: ignore[union-attr]
-                     "the batch to complete")
+                poll_until(
+                    lambda: store.batch_state(batch_id).complete,  # type: ignore[union-attr]
+                    DEADLINE, "the batch to complete",
+                )
         finally:
             close_runtime(app)
-        poll(lambda: sandbox.stats()["in_flight"] == 0, "the partner to finish every call")
+        poll_until(
+            lambda: sandbox.stats()["in_flight"] == 0, DEADLINE,
+            "the partner to finish every call",
+        )
         stats = sandbox.stats()
     deliveries = [int(v) for v in client.hvals(store.keys.deliveries(batch_id))]
     client.close()

@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import BASE_ROW, make_validator
 
-from pipeline.core.masterdata import load_master_data
-from pipeline.core.settings import SAMPLE_DATA, ValidationSettings
+from pipeline.core.settings import ValidationSettings
 from pipeline.rules.checks import age_cutoff, emirates_id_problems, parse_dates
-from pipeline.rules.validation import Validator
-
-TODAY = date(2026, 6, 15)
-MASTER = load_master_data(SAMPLE_DATA / "master_data")
-
-BASE: dict[str, str] = {
-    "channel": "BULK",
-    "agent_location_id": "AGT-001",
-    "first_name": "Amal",
-    "last_name": "Haddad",
-    "nationality": "AE",
-    "date_of_birth": "1980-05-01",
-    "country_of_birth": "AE",
-    "country_of_residence": "AE",
-    "gender": "F",
-    "primary_mobile_number": "+971501234567",
-    "email_id": "amal.haddad@example.com",
-    "occupation_id": "1",
-    "political_exposed_person": "N",
-    "id_type": "4",
-    "id_number": "784198090000005",
-    "id_issued_country": "AE",
-    "id_issued_on": "2020-01-01",
-    "id_date_of_expiry": "2030-01-01",
-    "address_type_id": "1",
-    "address_city": "Dubai",
-    "address_country": "AE",
-}
-
-
-def make_validator(tmp: Path | None = None, **settings: object) -> Validator:
-    return Validator(
-        MASTER,
-        ValidationSettings(**settings),  # type: ignore[arg-type]
-        base_dir=tmp or Path.cwd(),
-        today=TODAY,
-    )
-
 
 CASES: list[tuple[str, dict[str, str], list[tuple[str, str]]]] = [
     ("valid base row", {}, []),
@@ -150,7 +111,7 @@ CASES: list[tuple[str, dict[str, str], list[tuple[str, str]]]] = [
 )
 def test_rule_table(mutation: dict[str, str], expected: list[tuple[str, str]]) -> None:
     """Each mutated row yields exactly the expected (code, column) errors, in column order."""
-    errors = make_validator().validate_row({**BASE, **mutation})
+    errors = make_validator().validate_row({**BASE_ROW, **mutation})
     assert [(e.code, e.field) for e in errors] == expected
     assert all(e.message for e in errors)
 
@@ -158,7 +119,7 @@ def test_rule_table(mutation: dict[str, str], expected: list[tuple[str, str]]) -
 def test_all_errors_of_a_row_in_column_order() -> None:
     """A row with many problems reports every one, ordered as the canonical columns are."""
     row = {
-        **BASE,
+        **BASE_ROW,
         "first_name": "",
         "gender": "Q",
         "date_of_birth": "2099-01-01",
@@ -182,8 +143,8 @@ def test_all_errors_of_a_row_in_column_order() -> None:
 def test_day_first_dates_when_the_setting_says_so() -> None:
     """With day_first_dates a DD/MM/YYYY date is read, and still checked for reality."""
     validator = make_validator(day_first_dates=True)
-    assert validator.validate_row({**BASE, "date_of_birth": "01/05/1980"}) == []
-    errors = validator.validate_row({**BASE, "date_of_birth": "31/02/1980"})
+    assert validator.validate_row({**BASE_ROW, "date_of_birth": "01/05/1980"}) == []
+    errors = validator.validate_row({**BASE_ROW, "date_of_birth": "31/02/1980"})
     assert [(e.code, e.field) for e in errors] == [("bad_date", "date_of_birth")]
 
 
@@ -191,14 +152,14 @@ def test_mandatory_list_comes_from_settings() -> None:
     """The mandatory list is configurable: an extra column becomes required."""
     columns = (*ValidationSettings().mandatory_columns, "email_id")
     validator = make_validator(mandatory_columns=columns)
-    errors = validator.validate_row({**BASE, "email_id": ""})
+    errors = validator.validate_row({**BASE_ROW, "email_id": ""})
     assert [(e.code, e.field) for e in errors] == [("required", "email_id")]
 
 
 def test_min_age_setting() -> None:
     """The minimum age follows the setting."""
     validator = make_validator(min_age_years=50)
-    errors = validator.validate_row(BASE)
+    errors = validator.validate_row(BASE_ROW)
     assert [(e.code, e.message) for e in errors] == [
         ("too_young", "customer must be at least 50 years old")
     ]
@@ -207,15 +168,15 @@ def test_min_age_setting() -> None:
 def test_messages_name_the_precise_id_problem_and_hide_personal_values() -> None:
     """ID messages say which rule failed; phone and date messages never echo the value."""
     validator = make_validator()
-    year = validator.validate_row({**BASE, "id_number": "784180090000005"})[0].message
+    year = validator.validate_row({**BASE_ROW, "id_number": "784180090000005"})[0].message
     assert "birth year between 1900 and 2026" in year
-    check = validator.validate_row({**BASE, "id_number": "784198090000006"})[0].message
+    check = validator.validate_row({**BASE_ROW, "id_number": "784198090000006"})[0].message
     assert "check digit" in check
     bad = validator.validate_row(
-        {**BASE, "primary_mobile_number": "+9715099", "date_of_birth": "1980-13-01"}
+        {**BASE_ROW, "primary_mobile_number": "+9715099", "date_of_birth": "1980-13-01"}
     )
     assert all("9715099" not in e.message and "1980" not in e.message for e in bad)
-    code = validator.validate_row({**BASE, "nationality": "XX"})[0].message
+    code = validator.validate_row({**BASE_ROW, "nationality": "XX"})[0].message
     assert code == "nationality 'XX' is not in the countries list"
 
 

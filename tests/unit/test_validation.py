@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from test_rules import BASE, make_validator
+from support import BASE_ROW, make_validator
 
 from pipeline.core.outcomes import RowError
 from pipeline.ingest.schema import CANONICAL_COLUMNS
@@ -31,17 +31,17 @@ def make_chunk(
 def test_duplicates_across_chunks_name_the_first_row() -> None:
     """The same (type, number) later in the file, even in another chunk, names the first row."""
     validator = make_validator()
-    other = {**BASE, "id_number": "784199190000119"}
-    first = validator.validate_chunk(make_chunk([BASE, other, BASE], first_row=2))
+    other = {**BASE_ROW, "id_number": "784199190000119"}
+    first = validator.validate_chunk(make_chunk([BASE_ROW, other, BASE_ROW], first_row=2))
     assert first.errors == {4: [RowError("duplicate_in_file", "id_number", "same ID as row 2")]}
     # Dashes and case do not hide a duplicate: keys use the normalised number.
-    dashed = {**BASE, "id_number": "784-1991-9000011-9"}
+    dashed = {**BASE_ROW, "id_number": "784-1991-9000011-9"}
     second = validator.validate_chunk(
-        make_chunk([dashed, {**BASE, "id_type": "1", "id_number": "A1234567"}], 5)
+        make_chunk([dashed, {**BASE_ROW, "id_type": "1", "id_number": "A1234567"}], 5)
     )
     assert second.errors == {5: [RowError("duplicate_in_file", "id_number", "same ID as row 3")]}
     third = validator.validate_chunk(
-        make_chunk([{**BASE, "id_type": "Passport", "id_number": "a1234567"}], 7)
+        make_chunk([{**BASE_ROW, "id_type": "Passport", "id_number": "a1234567"}], 7)
     )
     assert third.errors == {7: [RowError("duplicate_in_file", "id_number", "same ID as row 6")]}
 
@@ -50,8 +50,8 @@ def test_read_errors_are_merged_in_column_order() -> None:
     """Reader errors join the row's errors in column order and replace rule errors on the
     same column (the reader names the real cause)."""
     excel = RowError("excel_number", "id_number", "Excel turned the ID into a number")
-    row = {**BASE, "first_name": "", "id_number": "7.84198E+14"}
-    result = make_validator().validate_chunk(make_chunk([row, BASE], 10, {10: [excel]}))
+    row = {**BASE_ROW, "first_name": "", "id_number": "7.84198E+14"}
+    result = make_validator().validate_chunk(make_chunk([row, BASE_ROW], 10, {10: [excel]}))
     assert result.errors == {
         10: [RowError("required", "first_name", "first name is required"), excel],
     }
@@ -60,7 +60,7 @@ def test_read_errors_are_merged_in_column_order() -> None:
 def test_normalised_values() -> None:
     """Codes, countries, phones, dates, booleans and IDs come back in canonical form."""
     row = {
-        **BASE,
+        **BASE_ROW,
         "nationality": "ae",
         "country_of_birth": "United Arab Emirates",
         "gender": "Female",
@@ -90,7 +90,7 @@ def test_normalised_values() -> None:
 
 def test_many_rows_only_failing_rows_have_errors() -> None:
     """A larger chunk reports exactly its failing rows, keyed by the row numbers the user sees."""
-    rows = [{**BASE, "id_number": f"7841980{i:08d}"} for i in range(500)]
+    rows = [{**BASE_ROW, "id_number": f"7841980{i:08d}"} for i in range(500)]
     result = make_validator().validate_chunk(make_chunk(rows, first_row=2))
     # About nine in ten random 15-digit numbers fail the Luhn check; the rest pass.
     luhn_ok = [
@@ -138,14 +138,16 @@ def test_document_files(tmp_path: Path) -> None:
         "x" * 5000 + ".png": ["file_missing"],
     }
     for path, codes in cases.items():
-        errors = validator.validate_row({**BASE, "id_front_file": path, "id_back_file": "back.pdf"})
+        errors = validator.validate_row(
+            {**BASE_ROW, "id_front_file": path, "id_back_file": "back.pdf"}
+        )
         assert [e.code for e in errors] == codes, path
         assert all(e.field == "id_front_file" for e in errors)
 
 
 def test_chunk_with_an_offset_index_keeps_it() -> None:
     """A chunk indexed from 100 is validated by position; normalised keeps the chunk's index."""
-    chunk = make_chunk([BASE, {**BASE, "gender": "Q", "id_number": "784199190000119"}], 40)
+    chunk = make_chunk([BASE_ROW, {**BASE_ROW, "gender": "Q", "id_number": "784199190000119"}], 40)
     chunk.rows.index = pd.RangeIndex(100, 102)
     chunk.row_numbers.index = pd.RangeIndex(100, 102)
     result = make_validator().validate_chunk(chunk)
@@ -180,7 +182,7 @@ def test_odd_cells_in_every_column_give_errors_not_exceptions() -> None:
     """Any odd value in any column yields at most errors; the base row's other cells stay clean."""
     validator = make_validator()
     rows = [
-        {**BASE, "id_number": f"P{i:07d}", "id_type": "1", column: value}
+        {**BASE_ROW, "id_number": f"P{i:07d}", "id_type": "1", column: value}
         for i, (column, value) in enumerate(
             (column, value) for value in WEIRD for column in CANONICAL_COLUMNS
         )
@@ -188,7 +190,7 @@ def test_odd_cells_in_every_column_give_errors_not_exceptions() -> None:
     result = validator.validate_chunk(make_chunk(rows))
     for number, errors in result.errors.items():
         row = rows[number - 2]
-        changed = {c for c in CANONICAL_COLUMNS if row.get(c, "") != BASE.get(c, "")}
+        changed = {c for c in CANONICAL_COLUMNS if row.get(c, "") != BASE_ROW.get(c, "")}
         # Only the mutated cell (or the ID pair it belongs to) is blamed.
         assert {e.field for e in errors} <= changed | {"id_number"}, (number, errors)
 
@@ -199,7 +201,7 @@ def test_empty_and_untyped_chunks() -> None:
     empty = validator.validate_chunk(make_chunk([]))
     assert empty.errors == {}
     assert list(empty.normalised.columns) == list(CANONICAL_COLUMNS)
-    frame = pd.DataFrame({c: [BASE.get(c), None] for c in CANONICAL_COLUMNS}, dtype=object)
+    frame = pd.DataFrame({c: [BASE_ROW.get(c), None] for c in CANONICAL_COLUMNS}, dtype=object)
     chunk = Chunk(raw=frame, rows=frame, row_numbers=pd.Series([2, 3]), read_errors={})
     result = validator.validate_chunk(chunk)
     assert list(result.errors) == [3]

@@ -33,6 +33,8 @@ from pipeline.ingest.schema import InputError
 
 _BLOCK = 1 << 20
 _SAMPLE = 1 << 16
+# What the CSV reader decodes to find the delimiter, the header and its width.
+_TEXT_SAMPLE = 1 << 18
 _DELIMITERS = (",", ";", "\t", "|")
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -271,7 +273,7 @@ def _decodes(path: Path, encoding: str) -> bool:
 def _text_sample(path: Path, encoding: str) -> tuple[str, bool]:
     """The file's first bytes decoded, and whether they are the whole file."""
     with path.open("rb") as handle:
-        data = handle.read(_SAMPLE * 4)
+        data = handle.read(_TEXT_SAMPLE)
         complete = not handle.read(1)
     return data.decode(encoding, errors="replace"), complete
 
@@ -512,9 +514,6 @@ def _has_line_break(array: Any) -> bool:
 
 def _shown(delimiter: str) -> str:
     return "TAB" if delimiter == "\t" else delimiter
-
-
-_DATE_TYPES = (dt.date, dt.datetime)
 
 
 def _number_text(value: float | int) -> str:

@@ -10,27 +10,16 @@ after that is a new batch (its done rows are answered by the ledger).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.commands.validate import UnusableInput
+from pipeline.core.digest import file_sha256
 from pipeline.core.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.commands.run import RunResult
     from workers.state.store import BatchStore
-
-_READ = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, as ingest records it for a batch."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_READ):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_unfinished(store: BatchStore, path: Path, sha256: str) -> str | None:
@@ -82,7 +71,9 @@ def submit_resumable(
         app = make_worker_app(settings, broker_url=url, redis_url=url)
         store = _store(url, settings)
         try:
-            resumed = find_unfinished(store, path, file_sha256(path))
+            # Followed like ingest follows it: the sha256 the batch recorded is the target's.
+            sha256 = file_sha256(path, follow_symlinks=True)
+            resumed = find_unfinished(store, path, sha256)
             sub = submit_file(
                 path, app=app, store=store, settings=settings, column_map=column_map,
                 master_data_dir=master_data_dir, sheet=sheet, batch_id=resumed,

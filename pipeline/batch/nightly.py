@@ -10,24 +10,11 @@ a new batch (its done rows are answered by the ledger).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from workers.state import BatchStore
-
-_READ = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, as ingest records it for a batch."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_READ):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def find_unfinished(store: BatchStore, path: Path, sha256: str) -> str | None:
     """The newest recent batch of this very file whose enqueue did not finish, if any."""

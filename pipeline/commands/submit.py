@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.batch.inputs import InputSpec
-from pipeline.batch.nightly import file_sha256, find_unfinished
+from pipeline.batch.nightly import find_unfinished
 from pipeline.batch.submit import Queue, launch_batch, resume_batch
 from pipeline.commands.setup import command, load_settings, make_store, shared_app
+from pipeline.core.digest import file_sha256
 from pipeline.core.errors import ExitCode, UserError
 from pipeline.core.results import CommandResult
 from pipeline.core.settings import Settings
@@ -38,7 +39,9 @@ def submit(
     store = make_store(url, settings)
     try:
         queue = Queue(app, store, settings)
-        resumed = find_unfinished(store, path, file_sha256(path)) if resume else None
+        # Followed like ingest follows it: the sha256 the batch recorded is the target's.
+        sha256 = file_sha256(path, follow_symlinks=True) if resume else ""
+        resumed = find_unfinished(store, path, sha256) if resume else None
         if resumed is not None:
             sub = resume_batch(spec, queue, resumed)
         else:

@@ -18,7 +18,6 @@ Safety rules every function keeps:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -56,7 +55,6 @@ RESERVED_SUFFIXES = (SIDECAR_SUFFIX, STAGING_SUFFIX, TMP_SUFFIX, ERROR_SUFFIX)
 # and ".report.csv" to the stem, so stems are kept well below the limit.
 MAX_NAME_BYTES = 120
 _MAX_EXTENSION_CHARS = 10
-_HASH_BLOCK = 1024 * 1024
 
 
 class DropFolderError(UserError):
@@ -211,17 +209,6 @@ def move_unique(source: Path, target_dir: Path, name: str) -> Path:
             candidate = target_dir / f"{stem}-{counter}{suffix}"
         os.rename(source, candidate)
     return candidate
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a regular file, opened without following a symbolic link."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-    digest = hashlib.sha256()
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def one_line(message: str, limit: int = 500) -> str:

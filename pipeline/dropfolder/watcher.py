@@ -45,6 +45,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core.atomic import atomic_write_text
+from pipeline.core.digest import file_sha256
 from pipeline.core.errors import UserError
 from pipeline.dropfolder import layout as df
 
@@ -344,7 +345,7 @@ class Watcher:
     def _claim(self, path: Path, original: str) -> Job | None:
         """Hash, check for a duplicate, open the batch, write the sidecar, start the job."""
         try:
-            sha = df.sha256_of(path)
+            sha = file_sha256(path)  # never through a symbolic link (the default)
         except OSError as exc:
             self._reject(path, original, f"cannot be read ({exc.strerror})")
             return None

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from pipeline.core.outcomes import RowError
 from pipeline.core.settings import MANDATORY_COLUMNS
-from pipeline.ingest.readers import CsvReader, ExcelReader, FileFacts, RawFrame, inspect_file
+from pipeline.ingest.csv import CsvReader
+from pipeline.ingest.excel import ExcelReader
 from pipeline.ingest.schema import (
     CANONICAL_COLUMNS,
     DATE_COLUMNS,
@@ -31,6 +32,7 @@ from pipeline.ingest.schema import (
     normalise_header,
     resolve_headers,
 )
+from pipeline.ingest.sniffing import FileFacts, RawFrame, inspect_file
 
 __all__ = ["Chunk", "InputError", "Table", "TableInfo", "open_table"]
 

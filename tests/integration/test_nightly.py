@@ -15,7 +15,8 @@ from pathlib import Path
 import redis
 from support import ONBOARD, generated_input, onboard_env, onboard_worker, poll_until
 
-from pipeline.batch.nightly import file_sha256, find_unfinished
+from pipeline.batch.nightly import find_unfinished
+from pipeline.core.digest import file_sha256
 from sandbox.testing import SandboxHandle, run_sandbox
 from workers.state import BatchStore
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from pipeline.core.settings import MANDATORY_COLUMNS
-from pipeline.ingest.readers import sniff_delimiter
 from pipeline.ingest.schema import CANONICAL_COLUMNS, ColumnMap
 from pipeline.ingest.schema import InputError as SchemaInputError
+from pipeline.ingest.sniffing import sniff_delimiter
 from pipeline.ingest.table import Chunk, InputError, Table, open_table
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -9,7 +9,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pipeline.ingest.readers import ExcelReader, cell_text, date_cell_text, inspect_file
+from pipeline.ingest.excel import ExcelReader, cell_text, date_cell_text
+from pipeline.ingest.sniffing import inspect_file
 from pipeline.ingest.table import InputError, open_table
 
 HEADER = ["First Name", "Date of Birth", "ID Number", "Primary Mobile Number", "Nationality",

@@ -15,12 +15,12 @@ Choices and why (design.md §5):
   and then so slow leaks cannot grow without bound; the cost is one new HTTP client and a
   token read from Redis per recycle, nothing per row;
 - chunk messages are JSON written and read by orjson (:data:`SERIALIZER`) and zlib-compressed
-  (:data:`COMPRESSION`, level 3): a chunk of 100 partner bodies is ~110 kB of repetitive
-  JSON, which Redis held as ~160 kB (JSON envelope, base64 body), 1,639 bytes per queued row;
-  compressed, ~200 bytes (8x less). kombu's own JSON calls a Python hook for every dict
-  (five per row) on decoding and took ~1.2 ms per message each way; orjson takes 0.1 ms to
-  write and 0.5 ms to read one, which pays for the compression at submit and leaves the
-  worker's main thread less to hold the GIL for while the event loop waits.
+  (:data:`COMPRESSION`, level 3): a chunk of 100 partner bodies is a large, repetitive JSON
+  text, larger still in Redis once Celery has wrapped it (JSON envelope, base64 body), and
+  compressed it takes several times less room in the queue. kombu's own JSON calls a Python
+  hook for every dict (five per row) on decoding and is slow both ways; orjson writes many
+  times faster and reads about twice as fast, which pays for the compression at submit and
+  leaves the worker's main thread less to hold the GIL for while the event loop waits.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ MAX_TASKS_PER_CHILD = 1000
 # Limits and countdowns must stay below this share of the visibility timeout.
 VISIBILITY_MARGIN = 0.5
 # Compression of every message this app sends: zlib at level 3, registered under our own
-# name. kombu's "zlib" is level 6: 164 instead of 205 bytes per queued row, but its compressing
-# costs 2.5x the CPU (≈ 1.1 vs 0.45 ms per 100-row message, ~7 s more on a 1M-row submit that
-# must stay under 60 s). Any level decompresses with the same ``zlib.decompress``; submit and
-# worker both import this module, so both know the method.
+# name. kombu's "zlib" is level 6: slightly smaller messages, but its compressing costs more
+# than twice the CPU, seconds more on a million-row submit that must stay under 60 s. Any
+# level decompresses with the same ``zlib.decompress``; submit and worker both import this
+# module, so both know the method.
 COMPRESSION = "onboard-zlib3"
 ZLIB_LEVEL = 3
 compression.register(

@@ -44,9 +44,10 @@ def tune_switch_interval(interval: float = SWITCH_INTERVAL) -> float:
     Why: the loop thread releases the GIL on every socket write and then has to win it back
     from Celery's main thread, which decodes chunk messages, and the pool's task threads. With
     the default 5 ms, a ready loop waits up to 5 ms per hand-over while 100 requests sit
-    behind it; py-spy showed a third of the loop thread's samples waiting so. At 0.5 ms the
-    loop gets the GIL back sooner (+5-15 % rows/s in the throughput bench), and the extra
-    switching costs little: the other threads have little to do.
+    behind it, and a profile of a busy worker showed the loop thread waiting so for a large
+    share of its time. At 0.5 ms the loop gets the GIL back sooner (somewhat more rows/s in
+    the throughput bench), and the extra switching costs little: the other threads have
+    little to do.
     """
     if sys.getswitchinterval() > interval:
         sys.setswitchinterval(interval)
@@ -54,7 +55,7 @@ def tune_switch_interval(interval: float = SWITCH_INTERVAL) -> float:
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop: uvloop's when it is installed (about 5 % less CPU per row in the
+    """A new event loop: uvloop's when it is installed (a little less CPU per row in the
     row path: its transports and callbacks run in C), asyncio's otherwise."""
     try:
         import uvloop

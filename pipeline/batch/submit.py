@@ -291,8 +291,8 @@ def _valid_rows(
     """(row number, normalised row) of the rows that passed every rule, in input order.
 
     Column by column through Arrow (C loops), then one dict per row, ``ROW_SLICE`` rows at a
-    time: pandas' ``to_dict("records")`` boxed every cell on its own and took half of a
-    submit's time, and a whole chunk of row dicts at once cost 200 MB of peak memory.
+    time: pandas' ``to_dict("records")`` boxed every cell on its own and was the largest cost
+    of a submit, and a whole chunk of row dicts at once pushed its peak memory over budget.
     """
     import pyarrow as pa
 

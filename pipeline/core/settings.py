@@ -43,7 +43,7 @@ class PartnerSettings(BaseModel):
     refresh_skew_fraction: float = 0.2
     # "aiohttp": the business calls go straight to aiohttp (wrapping each call in an httpx
     # request and response cost more CPU than aiohttp itself); "httpx": httpx's own pool,
-    # which stalls near 120 req/s at 100 requests in flight (encode/httpx#3215).
+    # which stalls far below the partner's rate at 100 requests in flight (encode/httpx#3215).
     http_transport: Literal["httpx", "aiohttp"] = "aiohttp"
     # A token refresher holds the shared Redis lock at most this long (longer than a token
     # call can take), so a refresher that dies never blocks the others for good.

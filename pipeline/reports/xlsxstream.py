@@ -1,12 +1,11 @@
 """A streaming one-sheet .xlsx writer whose cells are built from Arrow columns.
 
-openpyxl's write-only mode builds and serialises an object per cell in Python: about 2,000
-report rows of 56 columns a second, so an Excel report of 100,000 rows took close to a minute.
-Here the sheet XML of a whole chunk is assembled with vectorised Arrow string functions and
-its bytes go straight into the zip stream; the Python work per chunk is a fixed handful of
-calls. The package holds only what Excel, LibreOffice, openpyxl and calamine need: the
-workbook, one worksheet with inline strings (no shared-string table to keep in memory), a
-minimal style sheet, and the header row frozen.
+openpyxl's write-only mode builds and serialises an object per cell in Python, far too slow for
+an Excel report of 100,000 rows. Here the sheet XML of a whole chunk is assembled with
+vectorised Arrow string functions and its bytes go straight into the zip stream; the Python
+work per chunk is a fixed handful of calls. The package holds only what Excel, LibreOffice,
+openpyxl and calamine need: the workbook, one worksheet with inline strings (no shared-string
+table to keep in memory), a minimal style sheet, and the header row frozen.
 """
 
 from __future__ import annotations

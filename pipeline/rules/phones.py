@@ -1,7 +1,7 @@
 """Phone numbers to E.164: a vectorised fast path that agrees with ``phonenumbers``, the
 library itself for everything else.
 
-``phonenumbers`` costs about 20 µs a number, far too slow for a million rows. Most numbers in
+``phonenumbers`` parses each number in Python, far too slow for a million rows. Most numbers in
 a file are written a few plain ways for the customer's country of residence
 (``+971501234567``, ``00971501234567``, ``971501234567``, ``0501234567``, with or without
 spaces and dashes), or as ``+<cc>...`` of another country. For those the library's decision is

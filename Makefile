@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check pipeline workers sandbox tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/layout_check.py --quiet
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -327,10 +327,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repo root holding the packages (default: this script's repo)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--no-limits", action="store_true", help="only report, exit 0")
+    parser.add_argument("--quiet", action="store_true",
+                        help="one summary line and the FAIL lines only (for make test)")
     args = parser.parse_args(argv)
     report = measure(args.root.resolve())
     enforce = not args.no_limits
-    print(json.dumps(asdict(report), indent=2) if args.json else render(report, enforce))
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    elif args.quiet:
+        print(f"layout: {report.modules} modules, largest {(report.largest_module or {}).get('lines', 0)} "
+              f"lines, cycles {len(report.cycles)}, private imports "
+              f"{len(report.private_imports)}, breaches {len(report.violations)}")
+        if enforce:
+            print("\n".join(f"FAIL: {v}" for v in report.violations) or "", end="")
+    else:
+        print(render(report, enforce))
     return 1 if enforce and report.violations else 0
 
 

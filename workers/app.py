@@ -1,6 +1,6 @@
 """The Celery app: one pure function builds its whole configuration from the settings.
 
-Choices and why (design.md §5):
+Choices and why:
 
 - late acks + ``task_reject_on_worker_lost``: a chunk whose worker dies is redelivered, not
   lost; the store's per-chunk delivery counter stops a poison chunk from looping forever;

@@ -1,4 +1,4 @@
-"""One customer, end to end: ledger check, lookup, claim, onboard (design.md §3).
+"""One customer, end to end: ledger check, lookup, claim, onboard (docs/architecture.md).
 
 :func:`process_row` is a plain async function over a partner client, the async store and the
 rate limiter; the Celery task around it stays thin. The rules that make an at-least-once

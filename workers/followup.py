@@ -4,7 +4,8 @@ The onboarding flow keeps, per row, the ecrn and statuses of customers the partn
 with a non-final state (``KYC PENDING``, AML ``Under Investigation``; see
 ``pipeline.core.followup``). A follow-up asks the status GET for each of those still non-final,
 through the same rate limiter and token broker as the workers, and keeps the latest answer (a
-failed call keeps the earlier one). The command around it is ``pipeline.commands.follow_up``.
+failed call keeps the earlier one). Which rows to ask about and where each answer is kept is
+``pipeline.batch.followup``'s.
 """
 
 from __future__ import annotations
@@ -76,8 +77,3 @@ async def check_statuses(
         await runtime.astore.count_calls(batch_id, "status", result.checked)
     result.still_open = sum(1 for s in result.rows.values() if not s.final) + result.failed
     return result
-
-
-def save_statuses(store: BatchStore, batch_id: str, rows: dict[int, CustomerStatus]) -> None:
-    """Keep the answers under the batch and mark it followed up (its report shows them)."""
-    store.save_statuses(batch_id, rows)

@@ -132,3 +132,17 @@ def test_real_repo_reports_every_figure_as_json(capsys: pytest.CaptureFixture[st
         "function_level_imports", "cross_package_imports", "violations",
     }
     assert figures["modules"] > 0
+
+
+def test_quiet_prints_one_summary_line_and_the_fail_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--quiet`` (what ``make test`` runs) prints the summary and each breach, exit 1."""
+    root = _tree(tmp_path, {
+        "pipeline/a.py": "from pipeline.b import _hidden\n",
+        "pipeline/b.py": "_hidden = 1\n",
+    })
+    assert layout_check.main(["--root", str(root), "--quiet"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("layout: ") and "private imports 1, breaches 1" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("FAIL: private import:")

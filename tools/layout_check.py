@@ -335,9 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     elif args.quiet:
-        print(f"layout: {report.modules} modules, largest {(report.largest_module or {}).get('lines', 0)} "
-              f"lines, cycles {len(report.cycles)}, private imports "
-              f"{len(report.private_imports)}, breaches {len(report.violations)}")
+        largest = (report.largest_module or {}).get("lines", 0)
+        print(f"layout: {report.modules} modules, largest {largest} lines, cycles "
+              f"{len(report.cycles)}, private imports {len(report.private_imports)}, breaches {len(report.violations)}")
         if enforce:
             print("\n".join(f"FAIL: {v}" for v in report.violations) or "", end="")
     else:

@@ -337,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.quiet:
         largest = (report.largest_module or {}).get("lines", 0)
         print(f"layout: {report.modules} modules, largest {largest} lines, cycles "
-              f"{len(report.cycles)}, private imports {len(report.private_imports)}, breaches {len(report.violations)}")
+              f"{len(report.cycles)}, private imports {len(report.private_imports)}, "
+              f"breaches {len(report.violations)}")
         if enforce:
             print("\n".join(f"FAIL: {v}" for v in report.violations) or "", end="")
     else:

@@ -26,10 +26,9 @@ import structlog
 from pipeline.batch.inputs import InputSpec, new_batch_id, open_input
 from pipeline.core.errors import InputError, UserError, file_error
 from pipeline.core.masterdata import MasterData, load_master_data
-from pipeline.core.outcomes import Outcome
+from pipeline.core.outcomes import Outcome, join_errors
 from pipeline.core.settings import Settings
 from pipeline.ingest.schema import to_partner_body
-from pipeline.reports.writer import join_errors
 from pipeline.rules.documents import DocumentEncoder
 from pipeline.rules.stream import validated_chunks
 from workers.state import BatchMeta, BatchStore, RowRecord

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -40,3 +41,17 @@ class RowResult:
     ecrn: str = ""
     errors: list[RowError] = field(default_factory=list)
     attempts: int = 0
+
+
+ERROR_SEPARATOR = " | "
+"""Joins several errors of one row, in the order they were found: one convention for every
+report, whether the errors came from the local rules or from a worker."""
+
+
+def join_errors(errors: Sequence[RowError]) -> tuple[str, str, str]:
+    """The ``error_code``, ``error_field`` and ``error_message`` cells for one row's errors."""
+    return (
+        ERROR_SEPARATOR.join(e.code for e in errors),
+        ERROR_SEPARATOR.join(e.field for e in errors),
+        ERROR_SEPARATOR.join(e.message for e in errors),
+    )

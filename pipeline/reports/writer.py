@@ -36,7 +36,7 @@ import pyarrow.csv as pacsv
 
 from pipeline.core.atomic import atomic_write_text, temp_path
 from pipeline.core.errors import UserError
-from pipeline.core.outcomes import Outcome, RowError
+from pipeline.core.outcomes import Outcome, RowError, join_errors
 from pipeline.reports.xlsxstream import XlsxStream
 
 REPORT_COLUMNS = ("row_number", "outcome", "error_code", "error_field", "error_message")
@@ -53,9 +53,6 @@ VALID = "valid"
 The pipeline's closed outcome set (``pipeline.core.outcomes.Outcome``) has no such value because a
 row that passes validation goes on to the partner; ``onboard validate`` stops before that, so
 its reports say ``valid`` or ``invalid``."""
-
-ERROR_SEPARATOR = " | "
-"""Joins several errors of one row, in the order the rules found them."""
 
 EXCEL_MAX_ROWS = 1_048_576
 """Rows one Excel sheet holds, header included."""
@@ -139,15 +136,6 @@ def _as_text(series: pd.Series) -> pa.Array | pa.ChunkedArray:
     if array.null_count:
         array = pc.fill_null(array, "")
     return array
-
-
-def join_errors(errors: Sequence[RowError]) -> tuple[str, str, str]:
-    """The ``error_code``, ``error_field`` and ``error_message`` cells for one row's errors."""
-    return (
-        ERROR_SEPARATOR.join(e.code for e in errors),
-        ERROR_SEPARATOR.join(e.field for e in errors),
-        ERROR_SEPARATOR.join(e.message for e in errors),
-    )
 
 
 def validation_outcomes(

@@ -1,7 +1,8 @@
 """Setup the integration tests share: the sandbox's scenario ID numbers and a valid onboarding
 body, the ``onboard`` executable, the sandbox's credentials as settings or as a subprocess
 environment, a private keyspace on the test Redis, ``onboard
-worker`` subprocesses, polling with a deadline, generated inputs and report reading.
+worker`` subprocesses, polling with a deadline, generated inputs and report reading, and a
+customer's keys (claim, "create sent", ledger) read straight from Redis.
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
 fixtures built on it live in ``tests/integration/conftest.py``.
@@ -29,6 +30,7 @@ from pipeline.core.settings import SAMPLE_DATA, PipelineSettings, Settings
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body
 from sandbox.testing import partner_env, sandbox_partner
+from workers.state import BatchStore, LedgerEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
@@ -158,3 +160,22 @@ def read_report(path: Path) -> list[dict[str, str]]:
     """A report CSV's rows as dicts (BOM skipped)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+# A customer's keys are written only by the store's scripts (claim_create, hold_claim,
+# release_claim, finish_row); the tests read what those left straight from the keys.
+def claim_owner(store: BatchStore, id_type: str, id_number: str) -> str | None:
+    """Who holds the customer's create claim (None: nobody), read from its key."""
+    raw = store.r.get(store.keys.claim(id_type, id_number))
+    return raw.decode() if raw else None
+
+
+def create_sent(store: BatchStore, id_type: str, id_number: str) -> bool:
+    """The customer's "create sent" marker (a create in doubt) is in Redis."""
+    return bool(store.r.exists(store.keys.create_sent(id_type, id_number)))
+
+
+def ledger_entry(store: BatchStore, id_type: str, id_number: str) -> LedgerEntry | None:
+    """The customer's ledger entry as Redis holds it (None: not in the ledger)."""
+    raw = store.r.get(store.keys.ledger(id_type, id_number))
+    return LedgerEntry.from_json(raw) if raw else None

@@ -2,7 +2,8 @@
 ``onboard`` executable, the sandbox's credentials as settings or as a subprocess environment,
 a private keyspace on the test Redis, ``onboard worker`` subprocesses and settings with one
 running, polling with a deadline (:func:`poll_until`), generated inputs, report reading, and
-for the rules tests a valid base row and a validator with a fixed "today".
+for the rules tests a valid base row and a validator with a fixed "today"; and a
+customer's keys (claim, "create sent", ledger) read straight from Redis.
 
 Importable as ``support`` (``tests/conftest.py`` puts this directory on ``sys.path``); the
 fixtures built on it live in ``tests/integration/conftest.py``. Test modules never import
@@ -35,6 +36,7 @@ from sandbox.testing import SandboxHandle, partner_env, sandbox_partner
 
 # onboarding_body is re-exported: the integration tests import it from here.
 from sandbox.testing import onboarding_body as onboarding_body
+from workers.state import BatchStore, LedgerEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_customers
@@ -243,3 +245,22 @@ def make_validator(tmp: Path | None = None, **settings: object) -> Validator:
         base_dir=tmp or Path.cwd(),
         today=VALIDATION_TODAY,
     )
+
+
+# A customer's keys are written only by the store's scripts (claim_create, hold_claim,
+# release_claim, finish_row); the tests read what those left straight from the keys.
+def claim_owner(store: BatchStore, id_type: str, id_number: str) -> str | None:
+    """Who holds the customer's create claim (None: nobody), read from its key."""
+    raw = store.r.get(store.keys.claim(id_type, id_number))
+    return raw.decode() if raw else None
+
+
+def create_sent(store: BatchStore, id_type: str, id_number: str) -> bool:
+    """The customer's "create sent" marker (a create in doubt) is in Redis."""
+    return bool(store.r.exists(store.keys.create_sent(id_type, id_number)))
+
+
+def ledger_entry(store: BatchStore, id_type: str, id_number: str) -> LedgerEntry | None:
+    """The customer's ledger entry as Redis holds it (None: not in the ledger)."""
+    raw = store.r.get(store.keys.ledger(id_type, id_number))
+    return LedgerEntry.from_json(raw) if raw else None

@@ -15,7 +15,7 @@ import pytest
 import redis
 import redis.asyncio
 from pydantic import SecretStr
-from support import CREATE_502_AFTER_COMMIT, FRESH
+from support import CREATE_502_AFTER_COMMIT, FRESH, claim_owner, create_sent, ledger_entry
 from support import onboarding_body as body
 
 from pipeline.core.outcomes import Outcome, RowResult
@@ -183,11 +183,11 @@ def test_lost_create_answer_is_found_by_lookup_not_created_twice(
     stats = sandbox.stats()
     assert stats["creates"] == 1 and stats["duplicate_creates"] == 0
     assert _calls(sandbox, "onboard") == 1
-    assert rig.store.ledger_get("4", CREATE_502_AFTER_COMMIT) == LedgerEntry(
+    assert ledger_entry(rig.store, "4", CREATE_502_AFTER_COMMIT) == LedgerEntry(
         Outcome.ONBOARDED, result.ecrn, "b"
     )
     # The final answer cleared the in-doubt marker.
-    assert not rig.store.create_sent("4", CREATE_502_AFTER_COMMIT)
+    assert not create_sent(rig.store, "4", CREATE_502_AFTER_COMMIT)
 
 
 def test_in_doubt_marker_from_an_earlier_run_turns_found_into_onboarded(
@@ -196,7 +196,7 @@ def test_in_doubt_marker_from_an_earlier_run_turns_found_into_onboarded(
     """A create sent by a failed earlier attempt that did land is reported as onboarded."""
     rig.rows([task("b1", 2, FRESH)])  # the customer now exists at the partner
     rig.sync.flushdb()  # forget the ledger: only the in-doubt marker remains
-    rig.store.mark_create_sent("4", FRESH, "b1")
+    rig.sync.set(rig.store.keys.create_sent("4", FRESH), "earlier-run/1", ex=3600)
     (result,) = rig.rows([task("b2", 2, FRESH)])
     assert result.outcome is Outcome.ONBOARDED
     assert sandbox.stats()["creates"] == 1
@@ -207,26 +207,26 @@ def test_in_doubt_marker_from_an_earlier_run_turns_found_into_onboarded(
 
 def test_refused_lookup_keeps_an_earlier_in_doubt_marker(rig: Rig) -> None:
     """A lookup refusal says nothing about an earlier lost create: its marker survives."""
-    rig.store.mark_create_sent("4", "784198390000036", "b0")
+    rig.sync.set(rig.store.keys.create_sent("4", "784198390000036"), "earlier-run/1", ex=3600)
     (result,) = rig.rows([task("b", 2, "784198390000036")])
     assert result.outcome is Outcome.REJECTED
-    assert rig.store.create_sent("4", "784198390000036")
+    assert create_sent(rig.store, "4", "784198390000036")
 
 
 def test_refused_create_drops_the_marker_and_the_claim(rig: Rig) -> None:
     """A create the partner refused did not land: marker and claim are gone afterwards."""
     (result,) = rig.rows([task("b", 2, "784198790000073")])
     assert result.outcome is Outcome.REJECTED
-    assert not rig.store.create_sent("4", "784198790000073")
-    assert rig.store.claim_owner("4", "784198790000073") is None
+    assert not create_sent(rig.store, "4", "784198790000073")
+    assert claim_owner(rig.store, "4", "784198790000073") is None
 
 
 def test_create_in_doubt_to_the_end_keeps_marker_for_the_next_run(rig: Rig) -> None:
     """Creates that always fail in doubt end failed, claim free, marker kept for a rerun."""
     (result,) = rig.rows([task("b", 2, "784199190000119")])
     assert result.outcome is Outcome.FAILED
-    assert rig.store.create_sent("4", "784199190000119")
-    assert rig.store.claim_owner("4", "784199190000119") is None
+    assert create_sent(rig.store, "4", "784199190000119")
+    assert claim_owner(rig.store, "4", "784199190000119") is None
 
 
 def test_rerun_of_a_done_row_makes_no_api_call(rig: Rig, sandbox: Sandbox) -> None:
@@ -268,7 +268,11 @@ def test_claim_of_a_dead_worker_is_waited_out_then_the_row_goes_on(
     rig: Rig, sandbox: Sandbox
 ) -> None:
     """A claim left by a dead worker blocks the create until it expires; then one create."""
-    rig.store.claim("4", FRESH, "dead-worker", 1)
+    # What a worker that died right after claiming leaves: its claim (1 s) and its marker.
+    taken = rig.run(lambda _client, store, _limiter: store.claim_create(
+        "4", FRESH, "dead-worker", 1, "", 1
+    ))
+    assert taken == (1, "")
     (result,) = rig.rows([task("b", 2, FRESH)])
     assert result.outcome is Outcome.ONBOARDED
     assert _calls(sandbox, "lookup") >= 2  # back to the lookup after the wait

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from typing import cast
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar, cast
 
 import pytest
 import redis
 import redis.asyncio
-from support import poll_until
+from support import claim_owner, create_sent, ledger_entry, poll_until
 
 from pipeline.core.outcomes import Outcome, RowError, RowResult
 from workers.state import AsyncBatchStore, BatchMeta, BatchStore, LedgerEntry, RowRecord
 
+T = TypeVar("T")
 TTL = 3600
 EID = ("4", "784198090000005")
+OTHER = ("4", "784198190000012")
 
 
 @pytest.fixture()
@@ -37,6 +39,20 @@ def _result(row: int, outcome: Outcome, ecrn: str = "", attempts: int = 1) -> Ro
     return RowResult(row_number=row, outcome=outcome, ecrn=ecrn, attempts=attempts)
 
 
+def _run_async(redis_url: str, work: Callable[[AsyncBatchStore], Awaitable[T]]) -> T:
+    """Run ``work`` on a fresh event loop with an async store over the ``store`` fixture's
+    keys (same prefix and TTL)."""
+
+    async def main() -> T:
+        aclient = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return await work(AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t"))
+        finally:
+            await aclient.aclose()
+
+    return asyncio.run(main())
+
+
 def test_batch_meta_round_trips_and_recent_batches_are_newest_first(store: BatchStore) -> None:
     """Meta fields survive the round trip; the recent list shows the newest batch first."""
     store.create_batch(BatchMeta("b1", file_name="a.csv", sha256="ab", master_data_version="v1"))
@@ -49,8 +65,9 @@ def test_batch_meta_round_trips_and_recent_batches_are_newest_first(store: Batch
     assert (meta.file_name, meta.parent_batch_id, meta.rows_enqueued) == ("b.csv", "b1", 250)
     assert meta.started_at.startswith("2026-01-01")
     assert meta.created_at
-    assert store.enqueued("b2") == 250
-    assert store.enqueued("b1") == 0
+    assert store.meta_fields("b2", "rows_enqueued") == ["250"]
+    unsent = store.get_meta("b1")
+    assert unsent is not None and unsent.rows_enqueued == 0
     assert store.get_meta("nope") is None
     assert store.recent_batches() == ["b2", "b1"]
 
@@ -142,55 +159,84 @@ def test_several_errors_are_joined_in_the_record(store: BatchStore) -> None:
 
 
 def test_ledger_is_shared_and_keys_hold_no_id_number(
-    store: BatchStore, client: redis.Redis
+    store: BatchStore, client: redis.Redis, redis_url: str
 ) -> None:
-    """A ledger entry written for one batch is read back for any other; no key names the ID."""
-    assert store.ledger_get(*EID) is None
-    store.ledger_put(*EID, LedgerEntry(Outcome.ONBOARDED, "1000000000000005", "b1"))
-    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "1000000000000005", "b1")
-    assert store.ledger_get("4", "784198190000012") is None
-    store.claim(*EID, "w1", 60)
-    store.mark_create_sent(*EID, "b1")
+    """A ledger entry written by a row of one batch (``finish_row``) is what the precheck of
+    any other batch finds; no key names the ID number (ledger, claim, "create sent")."""
+    entry = LedgerEntry(Outcome.ONBOARDED, "1000000000000005", "b1")
+
+    async def work(astore: AsyncBatchStore) -> list[LedgerEntry | None]:
+        ((_, before),) = await astore.precheck_many("b1", [(2, *EID)])
+        assert before is None
+        # Another worker's create is in flight (claim and marker) when this row finishes.
+        assert await astore.claim_create(*EID, "w2", 1, "", 60) == (1, "")
+        await astore.finish_row(
+            "b1", _result(2, Outcome.ONBOARDED, entry.ecrn), customer=EID, owner="w1",
+            ledger=entry,
+        )
+        return [led for _, led in await astore.precheck_many("b2", [(5, *EID), (6, *OTHER)])]
+
+    assert _run_async(redis_url, work) == [entry, None]
+    assert ledger_entry(store, *EID) == entry
+    assert claim_owner(store, *EID) == "w2" and create_sent(store, *EID)
     names = [k.decode() for k in client.keys("*")]
+    customer = {store.keys.ledger(*EID), store.keys.claim(*EID), store.keys.create_sent(*EID)}
+    assert customer <= set(names)
     assert names and not any(EID[1] in n for n in names)
 
 
-def test_claim_is_exclusive_released_only_by_its_owner(store: BatchStore) -> None:
-    """Only one owner holds a claim; another owner cannot release it; the owner can."""
-    assert store.claim(*EID, "w1", 60)
-    assert not store.claim(*EID, "w2", 60)
-    assert not store.release_claim(*EID, "w2")
-    assert store.claim_owner(*EID) == "w1"
-    assert store.release_claim(*EID, "w1")
-    assert store.claim(*EID, "w2", 60)
+def test_claim_is_exclusive_released_only_by_its_owner(
+    store: BatchStore, redis_url: str
+) -> None:
+    """Only one owner holds a claim (``claim_create``); another owner cannot release it
+    (``release_claim``); the owner can, and then the next owner claims (once it has looked
+    up again after the first owner's attempt, which "create sent" still names)."""
+
+    async def work(astore: AsyncBatchStore) -> None:
+        assert await astore.claim_create(*EID, "w1", 1, "", 60) == (1, "")
+        assert await astore.claim_create(*EID, "w2", 1, "", 60) == (0, "")
+        assert not await astore.release_claim(*EID, "w2")
+        assert await astore.claim_owner(*EID) == "w1"
+        assert await astore.release_claim(*EID, "w1")
+        assert await astore.claim_owner(*EID) is None
+        assert await astore.claim_create(*EID, "w2", 1, "", 60) == (2, "w1/1")
+        assert await astore.claim_create(*EID, "w2", 1, "w1/1", 60) == (1, "")
+
+    _run_async(redis_url, work)
+    assert claim_owner(store, *EID) == "w2"
 
 
-def test_claim_of_a_dead_worker_expires(store: BatchStore) -> None:
-    """A claim nobody releases frees itself after its TTL."""
-    assert store.claim(*EID, "dead", 1)
-    poll_until(lambda: store.claim(*EID, "w2", 60), 5, "the dead worker's claim to expire")
-    assert store.claim_owner(*EID) == "w2"
+def test_claim_of_a_dead_worker_expires(store: BatchStore, redis_url: str) -> None:
+    """A claim nobody releases frees itself after its claim TTL; until then nobody else gets
+    it, afterwards the next owner does (acknowledging the dead owner's attempt)."""
+
+    async def dead_then_refused(astore: AsyncBatchStore) -> None:
+        assert await astore.claim_create(*EID, "dead", 1, "", 1) == (1, "")
+        assert await astore.claim_create(*EID, "w2", 1, "dead/1", 60) == (0, "")
+
+    async def taken(astore: AsyncBatchStore) -> None:
+        assert await astore.claim_create(*EID, "w2", 1, "dead/1", 60) == (1, "")
+
+    _run_async(redis_url, dead_then_refused)
+    poll_until(lambda: claim_owner(store, *EID) is None, 5, "the dead worker's claim to expire")
+    _run_async(redis_url, taken)
+    assert claim_owner(store, *EID) == "w2"
 
 
-def test_finish_customer_writes_ledger_clears_marker_and_releases(store: BatchStore) -> None:
-    """After a final answer the ledger holds the customer, the marker and claim are gone."""
-    store.claim(*EID, "w1", 60)
-    store.mark_create_sent(*EID, "b1")
-    assert store.create_sent(*EID)
-    store.finish_customer(*EID, "w1", LedgerEntry(Outcome.ONBOARDED, "123", "b1"))
-    assert not store.create_sent(*EID)
-    assert store.claim_owner(*EID) is None
-    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "123", "b1")
+def test_finish_row_keeps_someone_elses_claim_and_marker(
+    store: BatchStore, redis_url: str
+) -> None:
+    """Finishing a row as a non-holder leaves another worker's claim and in-flight marker
+    alone (and writes no ledger entry when it has none)."""
 
+    async def work(astore: AsyncBatchStore) -> None:
+        assert await astore.claim_create(*EID, "w2", 1, "", 60) == (1, "")
+        await astore.finish_row("b1", _result(2, Outcome.FAILED), customer=EID, owner="w1")
 
-def test_finish_customer_keeps_someone_elses_claim_and_marker(store: BatchStore) -> None:
-    """Finishing as a non-holder leaves another worker's claim and in-flight marker alone."""
-    store.claim(*EID, "w2", 60)
-    store.mark_create_sent(*EID, "b2")
-    store.finish_customer(*EID, "w1", None)
-    assert store.claim_owner(*EID) == "w2"
-    assert store.create_sent(*EID)
-    assert store.ledger_get(*EID) is None
+    _run_async(redis_url, work)
+    assert claim_owner(store, *EID) == "w2"
+    assert create_sent(store, *EID)
+    assert ledger_entry(store, *EID) is None
 
 
 def test_delivery_and_call_counters(store: BatchStore) -> None:
@@ -205,7 +251,7 @@ def test_delivery_and_call_counters(store: BatchStore) -> None:
     assert store.calls()["lookup"] == 4
 
 
-def test_every_key_has_a_ttl(store: BatchStore, client: redis.Redis) -> None:
+def test_every_key_has_a_ttl(store: BatchStore, client: redis.Redis, redis_url: str) -> None:
     """After touching every kind of key, none of them lives forever."""
     store.create_batch(BatchMeta("b"))
     store.update_meta("b", started_at="x")
@@ -213,9 +259,16 @@ def test_every_key_has_a_ttl(store: BatchStore, client: redis.Redis) -> None:
     store.record_outcome("b", _result(1, Outcome.ONBOARDED))
     store.count_delivery("b", "c0")
     store.count_calls("b", "lookup")
-    store.ledger_put(*EID, LedgerEntry(Outcome.ONBOARDED, "1", "b"))
-    store.claim("4", "784198190000012", "w", 30)
-    store.mark_create_sent(*EID, "b")
+
+    async def work(astore: AsyncBatchStore) -> None:
+        # The ledger of one customer; the claim and "create sent" of another.
+        await astore.finish_row(
+            "b", _result(2, Outcome.ONBOARDED, "1"), customer=EID, owner="w",
+            ledger=LedgerEntry(Outcome.ONBOARDED, "1", "b"),
+        )
+        assert await astore.claim_create(*OTHER, "w", 1, "", 30) == (1, "")
+
+    _run_async(redis_url, work)
     keys = client.keys("t:*")
     assert len(keys) == 10
     for key in keys:
@@ -225,37 +278,39 @@ def test_every_key_has_a_ttl(store: BatchStore, client: redis.Redis) -> None:
 def test_async_store_shares_keys_with_the_sync_store(
     store: BatchStore, redis_url: str
 ) -> None:
-    """Rows, ledger, claims and calls written by the async store are what the sync one reads."""
+    """Rows, ledger, claims and calls written by the async store are what the sync one reads
+    (and the async precheck reads back)."""
+    entry = LedgerEntry(Outcome.ALREADY_EXISTS, "5", "b")
 
-    async def scenario() -> tuple[list[bool], list[LedgerEntry | None], bool, bool]:
-        aclient = redis.asyncio.Redis.from_url(redis_url)
-        astore = AsyncBatchStore(aclient, ttl_seconds=TTL, prefix="t")
-        try:
-            flags = await astore.record_outcomes(
-                "b", [_result(1, Outcome.ONBOARDED, "5"), _result(1, Outcome.FAILED)]
-            )
-            await astore.ledger_put(*EID, LedgerEntry(Outcome.ALREADY_EXISTS, "5", "b"))
-            many = await astore.ledger_get_many([EID, ("4", "784198190000012")])
-            got = await astore.claim(*EID, "w1", 60)
-            again = await astore.claim(*EID, "w2", 60)
-            await astore.mark_create_sent(*EID, "b")
-            assert await astore.create_sent(*EID)
-            await astore.count_calls("b", "onboard", 2)
-            assert await astore.count_delivery("b", "c") == 1
-            row = await astore.get_row("b", 1)
-            assert row is not None and row.ecrn == "5"
-            await astore.finish_customer(*EID, "w1", None)
-            return flags, many, got, again
-        finally:
-            await aclient.aclose()
+    async def scenario(
+        astore: AsyncBatchStore,
+    ) -> tuple[list[bool], list[LedgerEntry | None], tuple[int, str], tuple[int, str]]:
+        flags = await astore.record_outcomes(
+            "b", [_result(1, Outcome.ONBOARDED, "5"), _result(1, Outcome.FAILED)]
+        )
+        got = await astore.claim_create(*EID, "w1", 1, "", 60)
+        again = await astore.claim_create(*EID, "w2", 1, "", 60)
+        assert await astore.create_sent(*EID)
+        await astore.count_calls("b", "onboard", 2)
+        assert await astore.count_delivery("b", "c") == 1
+        row, _ = await astore.precheck("b", 1, *EID)
+        assert row is not None and row.ecrn == "5"
+        await astore.finish_row(
+            "b", _result(1, Outcome.ALREADY_EXISTS, "5"), customer=EID, owner="w1",
+            ledger=entry, record=False,
+        )
+        many = [led for _, led in await astore.precheck_many("b", [(1, *EID), (2, *OTHER)])]
+        return flags, many, got, again
 
-    flags, many, got, again = asyncio.run(scenario())
+    flags, many, got, again = _run_async(redis_url, scenario)
     assert flags == [True, False]
-    assert many == [LedgerEntry(Outcome.ALREADY_EXISTS, "5", "b"), None]
-    assert got and not again
+    assert many == [entry, None]
+    assert got == (1, "") and again == (0, "")
     assert store.counts("b")[Outcome.ONBOARDED] == 1
+    assert store.counts("b")[Outcome.ALREADY_EXISTS] == 0 and store.done_count("b") == 1
     assert store.calls("b")["onboard"] == 2
-    assert store.claim_owner(*EID) is None and not store.create_sent(*EID)
+    assert claim_owner(store, *EID) is None and not create_sent(store, *EID)
+    assert ledger_entry(store, *EID) == entry
 
 
 def test_finish_row_settles_customer_counts_calls_and_records_once(
@@ -284,12 +339,13 @@ def test_finish_row_settles_customer_counts_calls_and_records_once(
 
     first, again, known = asyncio.run(scenario())
     assert first and not again
-    assert store.claim_owner(*EID) is None and not store.create_sent(*EID)
-    assert store.ledger_get(*EID) == LedgerEntry(Outcome.ONBOARDED, "77", "b")
+    assert claim_owner(store, *EID) is None and not create_sent(store, *EID)
+    assert ledger_entry(store, *EID) == LedgerEntry(Outcome.ONBOARDED, "77", "b")
     assert store.calls("b")["lookup"] == 4 and store.calls("b")["onboard"] == 1
     assert store.counts("b")[Outcome.ONBOARDED] == 1 and store.done_count("b") == 1
     (rec, led), (rec3, led3) = known
-    assert rec is not None and rec.ecrn == "77" and led is not None
+    assert rec is not None and rec.ecrn == "77"
+    assert led == LedgerEntry(Outcome.ONBOARDED, "77", "b")
     assert rec3 is None and led3 is None
 
 
@@ -313,11 +369,11 @@ def test_claim_create_is_fenced_and_sets_the_marker_with_the_claim(
     def set_marker(name: str, value: str) -> None:
         client.set(store.keys.create_sent(*who[name]), value)
 
-    store.claim(*who["held"], "w2", 60)
+    client.set(store.keys.claim(*who["held"]), "w2", ex=60)
     set_marker("held", "w2/1")
-    store.claim(*who["mine"], "w1", 60)
+    client.set(store.keys.claim(*who["mine"]), "w1", ex=60)
     set_marker("mine", "w1/1")
-    store.ledger_put(*who["done"], entry)
+    client.set(store.keys.ledger(*who["done"]), entry.to_json(), ex=TTL)
     set_marker("fenced", "w2/1")
     set_marker("newer", "w3/1")
     set_marker("own", "w1/1")
@@ -333,7 +389,7 @@ def test_claim_create_is_fenced_and_sets_the_marker_with_the_claim(
             }
             answers["newer"] = await astore.claim_create(*who["newer"], "w1", 1, "w2/1", 60)
             answers["prefix"] = await astore.claim_create(*who["prefix"], "w", 1, "", 60)
-            assert marker("fenced") == b"w2/1" and store.claim_owner(*who["fenced"]) is None
+            assert marker("fenced") == b"w2/1" and claim_owner(store, *who["fenced"]) is None
             answers["acknowledged"] = await astore.claim_create(
                 *who["fenced"], "w1", 1, "w2/1", 60
             )
@@ -349,14 +405,14 @@ def test_claim_create_is_fenced_and_sets_the_marker_with_the_claim(
     }
     # Claimed: claim and marker written together, each with its own TTL.
     for name, attempt in (("free", b"w1/2"), ("own", b"w1/2"), ("fenced", b"w1/1")):
-        assert store.claim_owner(*who[name]) == "w1"
+        assert claim_owner(store, *who[name]) == "w1"
         assert marker(name) == attempt
         assert 0 < client.ttl(store.keys.claim(*who[name])) <= 60
         assert 60 < client.ttl(store.keys.create_sent(*who[name])) <= TTL
     # Not claimed: claim, marker and ledger exactly as they were.
-    assert (store.claim_owner(*who["held"]), marker("held")) == ("w2", b"w2/1")
-    assert (store.claim_owner(*who["mine"]), marker("mine")) == ("w1", b"w1/1")
-    assert (store.claim_owner(*who["done"]), marker("done")) == (None, None)
-    assert store.ledger_get(*who["done"]) == entry
-    assert (store.claim_owner(*who["newer"]), marker("newer")) == (None, b"w3/1")
-    assert (store.claim_owner(*who["prefix"]), marker("prefix")) == (None, b"w1/1")
+    assert (claim_owner(store, *who["held"]), marker("held")) == ("w2", b"w2/1")
+    assert (claim_owner(store, *who["mine"]), marker("mine")) == ("w1", b"w1/1")
+    assert (claim_owner(store, *who["done"]), marker("done")) == (None, None)
+    assert ledger_entry(store, *who["done"]) == entry
+    assert (claim_owner(store, *who["newer"]), marker("newer")) == (None, b"w3/1")
+    assert (claim_owner(store, *who["prefix"]), marker("prefix")) == (None, b"w1/1")

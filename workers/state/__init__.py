@@ -8,9 +8,9 @@ What lives here:
   only when a record is new (one Lua script, so the two can never disagree);
 - the ledger of customers that reached ``onboarded``/``already_exists``, shared by all
   batches, so a rerun costs no partner call for them;
-- the create claim (``SET NX`` with a TTL: two workers never create the same customer at
-  once, and a dead worker's claim expires) and the "create sent" marker (in doubt: a later
-  lookup that finds the customer means our create landed);
+- the create claim (``claim_create``, one script, with a TTL: two workers never create the
+  same customer at once, and a dead worker's claim expires) and the "create sent" marker (in
+  doubt: a later lookup that finds the customer means our create landed);
 - per-chunk delivery counters (poison detection) and partner-call counters by kind.
 
 Customer keys hold a digest of (id_type, id_number), never the ID number itself, so key

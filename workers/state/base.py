@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.core.outcomes import RowResult
 from workers.state.keys import Keys, utc_now
-from workers.state.records import LedgerEntry, RowRecord
+from workers.state.records import RowRecord
 
 
 class StoreBase:
@@ -36,16 +36,6 @@ class StoreBase:
     @staticmethod
     def _records(items: Iterable[RowRecord | RowResult]) -> list[RowRecord]:
         return [i if isinstance(i, RowRecord) else RowRecord.from_result(i) for i in items]
-
-    def _finish_args(
-        self, id_type: str, id_number: str, owner: str, ledger: LedgerEntry | None
-    ) -> tuple[list[str], list[str | int]]:
-        keys = [
-            self.keys.claim(id_type, id_number),
-            self.keys.create_sent(id_type, id_number),
-            self.keys.ledger(id_type, id_number),
-        ]
-        return keys, [owner, ledger.to_json() if ledger else "", self.ttl]
 
     def _queue_calls(self, pipe: Any, batch_id: str, kind: str, n: int) -> None:
         """Queue on ``pipe`` the count of ``n`` partner calls of ``kind``, per batch and overall."""

@@ -20,15 +20,16 @@ from pipeline.core.outcomes import Outcome, RowResult
 from workers.state import broker
 from workers.state.base import StoreBase
 from workers.state.keys import CALL_KINDS, DEFAULT_TTL_SECONDS, RECENT_BATCHES_KEPT, utc_now
-from workers.state.records import BatchMeta, BatchState, LedgerEntry, RowRecord
-from workers.state.scripts import FINISH_LUA, RECORD_LUA, RELEASE_LUA, SET_TOTAL_LUA
+from workers.state.records import BatchMeta, BatchState, RowRecord
+from workers.state.scripts import RECORD_LUA, SET_TOTAL_LUA
 
 # Hash fields written per HSET when a rerun's selection is stored (bounded request size).
 _SELECTION_WRITE = 10_000
 
 
 class BatchStore(StoreBase):
-    """Synchronous access to all pipeline state in Redis."""
+    """Synchronous access to the batch state in Redis; a customer's keys (ledger, claim,
+    "create sent") are written and read by the flow's async store only."""
 
     def __init__(
         self, client: redis.Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS,
@@ -38,8 +39,6 @@ class BatchStore(StoreBase):
         self.r = client
         self._record = client.register_script(RECORD_LUA)
         self._set_total = client.register_script(SET_TOTAL_LUA)
-        self._release = client.register_script(RELEASE_LUA)
-        self._finish = client.register_script(FINISH_LUA)
 
     # -- batches -------------------------------------------------------------------------
     def create_batch(self, meta: BatchMeta) -> None:
@@ -83,11 +82,6 @@ class BatchStore(StoreBase):
     def set_enqueued(self, batch_id: str, rows_enqueued: int) -> None:
         """Advance the enqueue cursor: rows up to this count are on the queue."""
         self.update_meta(batch_id, rows_enqueued=rows_enqueued)
-
-    def enqueued(self, batch_id: str) -> int:
-        """The enqueue cursor; where a resumed submit starts again."""
-        raw = self.r.hget(self.keys.meta(batch_id), "rows_enqueued")
-        return int(cast(bytes, raw)) if raw else 0
 
     def recent_batches(self, limit: int = 20) -> list[str]:
         """Batch ids, newest first."""
@@ -274,42 +268,3 @@ class BatchStore(StoreBase):
         raw = cast(dict[bytes, bytes], self.r.hgetall(key))
         decoded = {k.decode(): int(v) for k, v in raw.items()}
         return {kind: decoded.get(kind, 0) for kind in CALL_KINDS} | decoded
-
-    # -- ledger, claims, in-doubt marker -------------------------------------------------
-    def ledger_get(self, id_type: str, id_number: str) -> LedgerEntry | None:
-        """The customer's ledger entry, if an earlier row got it onto the platform."""
-        raw = self.r.get(self.keys.ledger(id_type, id_number))
-        return LedgerEntry.from_json(cast(bytes, raw)) if raw else None
-
-    def ledger_put(self, id_type: str, id_number: str, entry: LedgerEntry) -> None:
-        """Remember a done customer for every later batch."""
-        self.r.set(self.keys.ledger(id_type, id_number), entry.to_json(), ex=self.ttl)
-
-    def claim(self, id_type: str, id_number: str, owner: str, ttl_seconds: int) -> bool:
-        """Take the create claim; False when another owner holds it."""
-        key = self.keys.claim(id_type, id_number)
-        return bool(self.r.set(key, owner, nx=True, ex=ttl_seconds))
-
-    def claim_owner(self, id_type: str, id_number: str) -> str | None:
-        """Who holds the create claim now, if anyone."""
-        raw = self.r.get(self.keys.claim(id_type, id_number))
-        return cast(bytes, raw).decode() if raw else None
-
-    def release_claim(self, id_type: str, id_number: str, owner: str) -> bool:
-        """Release the claim if (and only if) we still hold it."""
-        return bool(self._release(keys=[self.keys.claim(id_type, id_number)], args=[owner]))
-
-    def mark_create_sent(self, id_type: str, id_number: str, batch_id: str) -> None:
-        """Note that a create is about to go out: from now on its fate is in doubt."""
-        self.r.set(self.keys.create_sent(id_type, id_number), batch_id, ex=self.ttl)
-
-    def create_sent(self, id_type: str, id_number: str) -> bool:
-        """True when a create for this customer went out and its answer is unknown."""
-        return bool(self.r.exists(self.keys.create_sent(id_type, id_number)))
-
-    def finish_customer(
-        self, id_type: str, id_number: str, owner: str, ledger: LedgerEntry | None
-    ) -> None:
-        """After a final answer: write the ledger (if done), drop "create sent", release."""
-        keys, args = self._finish_args(id_type, id_number, owner, ledger)
-        self._finish(keys=keys, args=args)

@@ -19,7 +19,6 @@ from workers.state.keys import DEFAULT_TTL_SECONDS, utc_now
 from workers.state.records import LedgerEntry, RowRecord
 from workers.state.scripts import (
     CLAIM_CREATE_LUA,
-    FINISH_LUA,
     FINISH_ROW_LUA,
     HOLD_CLAIM_LUA,
     RECORD_LUA,
@@ -39,7 +38,6 @@ class AsyncBatchStore(StoreBase):
         self.r = client
         self._record = client.register_script(RECORD_LUA)
         self._release = client.register_script(RELEASE_LUA)
-        self._finish = client.register_script(FINISH_LUA)
         self._claim_create = client.register_script(CLAIM_CREATE_LUA)
         self._hold_claim = client.register_script(HOLD_CLAIM_LUA)
         self._finish_row = client.register_script(FINISH_ROW_LUA)
@@ -59,7 +57,7 @@ class AsyncBatchStore(StoreBase):
         """The end of one row in one round trip; True when its outcome was newly recorded.
 
         With ``customer`` (id_type, id_number) and ``owner``: write ``ledger`` (if any), drop
-        "create sent" and release the claim as :meth:`finish_customer` does. ``calls`` are
+        "create sent" and release the claim (see ``scripts._FINISH_CUSTOMER``). ``calls`` are
         counted; the outcome is recorded first-wins unless ``record`` is False.
         """
         rec = RowRecord.from_result(result)
@@ -170,15 +168,6 @@ class AsyncBatchStore(StoreBase):
         _, flags = await self._record(keys=keys, args=args)
         return [bool(f) for f in flags]
 
-    async def record_outcome(self, batch_id: str, result: RowRecord | RowResult) -> bool:
-        """Record one row's final outcome; True when it was new."""
-        return (await self.record_outcomes(batch_id, [result]))[0]
-
-    async def get_row(self, batch_id: str, row_number: int) -> RowRecord | None:
-        """The row's recorded outcome, if any."""
-        raw = await self.r.hget(self.keys.rows(batch_id), str(row_number))
-        return RowRecord.from_json(row_number, raw) if raw else None
-
     async def count_delivery(self, batch_id: str, chunk_id: str) -> int:
         """Count one more delivery of a chunk; the count includes this one."""
         async with self.r.pipeline(transaction=True) as pipe:
@@ -193,45 +182,11 @@ class AsyncBatchStore(StoreBase):
             self._queue_calls(pipe, batch_id, kind, n)
             await pipe.execute()
 
-    async def ledger_get(self, id_type: str, id_number: str) -> LedgerEntry | None:
-        """The customer's ledger entry, if an earlier row got it onto the platform."""
-        raw = await self.r.get(self.keys.ledger(id_type, id_number))
-        return LedgerEntry.from_json(raw) if raw else None
-
-    async def ledger_get_many(
-        self, customers: Sequence[tuple[str, str]]
-    ) -> list[LedgerEntry | None]:
-        """Ledger entries for (id_type, id_number) pairs in one round trip."""
-        if not customers:
-            return []
-        raw = await self.r.mget([self.keys.ledger(t, n) for t, n in customers])
-        return [LedgerEntry.from_json(v) if v else None for v in raw]
-
-    async def ledger_put(self, id_type: str, id_number: str, entry: LedgerEntry) -> None:
-        """Remember a done customer for every later batch."""
-        await self.r.set(self.keys.ledger(id_type, id_number), entry.to_json(), ex=self.ttl)
-
-    async def claim(self, id_type: str, id_number: str, owner: str, ttl_seconds: int) -> bool:
-        """Take the create claim; False when another owner holds it."""
-        key = self.keys.claim(id_type, id_number)
-        return bool(await self.r.set(key, owner, nx=True, ex=ttl_seconds))
-
     async def release_claim(self, id_type: str, id_number: str, owner: str) -> bool:
         """Release the claim if (and only if) we still hold it."""
         key = self.keys.claim(id_type, id_number)
         return bool(await self._release(keys=[key], args=[owner]))
 
-    async def mark_create_sent(self, id_type: str, id_number: str, batch_id: str) -> None:
-        """Note that a create is about to go out: from now on its fate is in doubt."""
-        await self.r.set(self.keys.create_sent(id_type, id_number), batch_id, ex=self.ttl)
-
     async def create_sent(self, id_type: str, id_number: str) -> bool:
         """True when a create for this customer went out and its answer is unknown."""
         return bool(await self.r.exists(self.keys.create_sent(id_type, id_number)))
-
-    async def finish_customer(
-        self, id_type: str, id_number: str, owner: str, ledger: LedgerEntry | None
-    ) -> None:
-        """After a final answer: write the ledger (if done), drop "create sent", release."""
-        keys, args = self._finish_args(id_type, id_number, owner, ledger)
-        await self._finish(keys=keys, args=args)

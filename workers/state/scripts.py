@@ -47,12 +47,11 @@ end
 return done
 """
 
-# The customer's part of a final answer, written once and used by FINISH_LUA and
-# FINISH_ROW_LUA. Expects the locals claim, sent, ledger (keys: create claim, "create sent",
-# ledger), owner, entry (ledger json, '' for none) and ttl. Remembers the customer (if done),
-# forgets "create sent", releases the claim. "Create sent" stays while another owner holds
-# the claim: that worker's create is in flight and its next lookup still needs the marker if
-# the answer gets lost.
+# The customer's part of a final answer, spliced into FINISH_ROW_LUA. Expects the locals
+# claim, sent, ledger (keys: create claim, "create sent", ledger), owner, entry (ledger json,
+# '' for none) and ttl. Remembers the customer (if done), forgets "create sent", releases the
+# claim. "Create sent" stays while another owner holds the claim: that worker's create is in
+# flight and its next lookup still needs the marker if the answer gets lost.
 _FINISH_CUSTOMER = """
 if entry ~= '' then
   redis.call('SET', ledger, entry, 'EX', ttl)
@@ -65,14 +64,6 @@ end
 if not holder then
   redis.call('DEL', sent)
 end
-"""
-
-# KEYS: claim, create_sent, ledger. ARGV: owner, ledger json ('' for none), ttl.
-# After a final answer for a customer: remember it (if done), forget "create sent", release.
-FINISH_LUA = """
-local claim, sent, ledger = KEYS[1], KEYS[2], KEYS[3]
-local owner, entry, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-""" + _FINISH_CUSTOMER + """return 1
 """
 
 # KEYS: rows, counts, meta, calls, all_calls, claim, create_sent, ledger.

@@ -28,7 +28,7 @@ from workers.flow import FlowPolicy
 from workers.partner.client import PartnerClient
 from workers.partner.token import TokenBroker
 from workers.ratelimit import AsyncRateLimiter
-from workers.state import AsyncBatchStore, BatchStore
+from workers.state import AsyncBatchStore, BatchStore, Keys
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class Runtime:
         # The token and the customer keys are scoped to the partner we talk to (scope_id).
         scope = settings.partner.scope_id()
         self.broker = TokenBroker(
-            self.redis, settings.partner, key_prefix=f"{p.key_prefix}:token:{scope}"
+            self.redis, settings.partner, key_prefix=Keys(p.key_prefix).token(scope)
         )
         # Grants already counted into a batch's call counters (see ``take_grants``).
         self._grants_counted = 0

@@ -144,7 +144,8 @@ def test_total_set_after_all_rows_done_completes_the_batch(store: BatchStore) ->
 
 
 def test_several_errors_are_joined_in_the_record(store: BatchStore) -> None:
-    """An invalid row with two errors keeps both codes, fields and messages."""
+    """An invalid row with two errors keeps both codes, fields and messages, joined with the
+    reports' one separator (`` | ``)."""
     result = RowResult(
         row_number=7, outcome=Outcome.INVALID,
         errors=[RowError("required", "first_name", "missing"),
@@ -153,9 +154,9 @@ def test_several_errors_are_joined_in_the_record(store: BatchStore) -> None:
     store.record_outcome("b", result)
     (rec,) = store.get_rows("b", [7])
     assert rec is not None
-    assert rec.error_code == "required; bad_format"
-    assert rec.error_field == "first_name; email_id"
-    assert rec.error_message == "missing; not an e-mail"
+    assert rec.error_code == "required | bad_format"
+    assert rec.error_field == "first_name | email_id"
+    assert rec.error_message == "missing | not an e-mail"
 
 
 def test_ledger_is_shared_and_keys_hold_no_id_number(

@@ -93,3 +93,7 @@ class Keys:
     def pause(self, name: str) -> str:
         """Absolute time (ms) until which every worker holds off the named limit."""
         return f"{self.prefix}:pause:{name}"
+
+    def token(self, partner_scope: str) -> str:
+        """Prefix of the shared access token of one partner (the broker adds ``:lock``)."""
+        return f"{self.prefix}:token:{partner_scope}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from dataclasses import field as dc_field
 from typing import Any
 
-from pipeline.core.outcomes import Outcome, RowResult
+from pipeline.core.outcomes import Outcome, RowResult, join_errors
 
 # Shared encoders: json.dumps with options builds a new encoder per call (twice per row).
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -35,15 +35,11 @@ class RowRecord:
 
     @classmethod
     def from_result(cls, result: RowResult) -> RowRecord:
-        """Flatten a result; several errors (invalid rows) are joined with ``; ``."""
-        errors = result.errors
+        """Flatten a result; several errors are joined as every report joins them."""
+        code, field_, message = join_errors(result.errors)
         return cls(
-            row_number=result.row_number,
-            outcome=result.outcome,
-            ecrn=result.ecrn,
-            error_code="; ".join(e.code for e in errors),
-            error_field="; ".join(e.field for e in errors),
-            error_message="; ".join(e.message for e in errors),
+            row_number=result.row_number, outcome=result.outcome, ecrn=result.ecrn,
+            error_code=code, error_field=field_, error_message=message,
             attempts=result.attempts,
         )
 
